@@ -1,0 +1,116 @@
+"""Layer contracts: state carry-over, batch independence, odd sizes, T = 1, bad input."""
+import pytest
+import torch
+
+from s2v.nn import DilatedResidualGRU, DirConvGRU, VideoPredictor
+from s2v.ops import BackendUnavailableError
+from tests.helpers import rel_err
+
+
+def _randomise(module):
+    with torch.no_grad():
+        for p in module.parameters():
+            p.normal_(0, 0.3)
+    return module
+
+
+@pytest.mark.parametrize("directional", [True, False], ids=["dir", "basic"])
+@pytest.mark.parametrize("k", [3, 5])
+def test_video_predictor_two_calls_equal_one_long_call(directional, k):
+    vp = _randomise(VideoPredictor(3, k, directional))
+    x, xh = torch.randn(2, 7, 3, 6, 5), torch.randn(2, 7, 3, 6, 5)
+    y_long, s_long = vp(x, hallucinated=xh)
+    y1, s = vp(x[:, :3], hallucinated=xh[:, :3])
+    y2, s = vp(x[:, 3:], s, hallucinated=xh[:, 3:])
+    assert rel_err(torch.cat([y1, y2], 1), y_long) < 1e-6
+    assert len(s) == (5 if directional else 1)
+    for a, b in zip(s, s_long):
+        assert rel_err(a, b) < 1e-6 and not a.requires_grad
+
+
+@pytest.mark.parametrize("orientation", [None, "h", "w"])
+def test_dirconv_gru_two_calls_equal_one_long_call(orientation):
+    cell = _randomise(DirConvGRU(2, 3, 3, orientation))
+    x = torch.randn(1, 5, 2, 4, 6)
+    h_long, s_long = cell(x, direction=-1)
+    h1, s = cell(x[:, :2], direction=-1)
+    h2, s = cell(x[:, 2:], s, direction=-1)
+    assert rel_err(torch.cat([h1, h2], 1), h_long) < 1e-6
+    assert rel_err(s, s_long) < 1e-6 and rel_err(s, h_long[:, -1]) == 0
+
+
+def test_video_predictor_batch_equals_independent_sequences():
+    vp = _randomise(VideoPredictor(4, 3))
+    x = torch.randn(3, 4, 4, 5, 7)
+    state = tuple(torch.randn(3, 4, 5, 7) for _ in range(5))
+    y, s = vp(x, state)
+    for b in range(3):
+        yb, sb = vp(x[b:b + 1], tuple(t[b:b + 1] for t in state))
+        assert rel_err(y[b], yb[0]) < 1e-6
+        for a, c in zip(s, sb):
+            assert rel_err(a[b], c[0]) < 1e-6
+
+
+def test_odd_sizes_forward_backward_and_default_hallucinated():
+    vp = _randomise(VideoPredictor(5, 5))
+    x = torch.randn(2, 3, 5, 13, 11, requires_grad=True)
+    y, s = vp(x)
+    y_explicit, _ = vp(x, hallucinated=x)
+    assert y.shape == (2, 3, 5, 13, 11) and torch.equal(y, y_explicit)
+    y.square().sum().backward()
+    assert torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+    for p in vp.parameters():
+        assert p.grad is not None and torch.isfinite(p.grad).all()
+
+
+def test_single_frame_and_one_pixel():
+    vp = _randomise(VideoPredictor(2, 3))
+    y, s = vp(torch.randn(1, 1, 2, 1, 1))
+    assert y.shape == (1, 1, 2, 1, 1) and s[0].shape == (1, 2, 1, 1)
+    cell = DirConvGRU(2, 3, 5, "w")
+    h, s = cell(torch.randn(2, 1, 2, 3, 1))
+    assert h.shape == (2, 1, 3, 3, 1) and torch.equal(s, h[:, 0])
+
+
+def test_state_dict_layout_is_backend_independent():
+    keys = set(VideoPredictor(4, backend="eager").state_dict())
+    assert keys == set(VideoPredictor(4, backend="auto").state_dict())
+    assert keys == {f"cells.{i}.{n}" for i in range(3) for n in ("weight", "bias")} | {
+        "blend_weight", "blend_bias"}
+    assert set(VideoPredictor(4, directional=False).state_dict()) == {"cells.0.weight",
+                                                                      "cells.0.bias"}
+
+
+def test_bad_arguments_raise_clear_errors():
+    with pytest.raises(ValueError, match="odd"):
+        VideoPredictor(4, kernel_size=4)
+    with pytest.raises(ValueError, match="odd"):
+        DirConvGRU(2, 3, 2)
+    with pytest.raises(ValueError, match="expected one of"):
+        VideoPredictor(4, backend="fastest")
+    with pytest.raises(TypeError, match="int"):
+        VideoPredictor(4.0)
+    vp = VideoPredictor(4)
+    with pytest.raises(ValueError, match="5-D"):
+        vp(torch.randn(3, 4, 5, 5))
+    with pytest.raises(ValueError, match="weight"):
+        vp(torch.randn(1, 2, 3, 5, 5))  # 3 channels into a 4-channel layer
+    with pytest.raises(ValueError, match="T, H, W >= 1"):
+        vp(torch.randn(1, 0, 4, 5, 5))
+    with pytest.raises(TypeError, match="floating"):
+        vp(torch.ones(1, 2, 4, 5, 5, dtype=torch.int64))
+    with pytest.raises(ValueError, match="tuple of 5"):
+        vp(torch.randn(1, 2, 4, 5, 5), (torch.zeros(1, 4, 5, 5),))
+    with pytest.raises(ValueError, match=r"state\[2\]"):
+        vp(torch.randn(1, 2, 4, 5, 5), tuple(torch.zeros(1, 4, 5, 5 if i != 2 else 6)
+                                             for i in range(5)))
+    with pytest.raises(ValueError, match="hallucinated"):
+        vp(torch.randn(1, 2, 4, 5, 5), hallucinated=torch.randn(1, 3, 4, 5, 5))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "triton", "cuda"])
+def test_unimplemented_backend_says_why_and_how(backend):
+    with pytest.raises(BackendUnavailableError, match="backend='eager' or 'auto'"):
+        VideoPredictor(4, backend=backend)
+    with pytest.raises(BackendUnavailableError, match="dilated_gru"):
+        DilatedResidualGRU(4, backend=backend)
