@@ -73,18 +73,62 @@ def stft_sizes(sample_rate: int, win_sec: float = STFT_WIN_SEC, hop_sec: float =
     return window, hop, 1 << (window - 1).bit_length()
 
 
+class _MelFrames:
+    """Power mel of whole STFT frames cut from an already padded signal.
+
+    The one-shot and the streaming paths both go through :meth:`__call__`, so they
+    compute every spectrogram frame with the same arithmetic. Only the FFT bins
+    that some mel filter touches are squared and summed (125–7 500 Hz is about a
+    quarter of the spectrum at 64 kHz), and frames are processed in blocks so the
+    working set stays small.
+    """
+
+    BLOCK = 1024  # frames per FFT batch
+
+    def __init__(self, sample_rate: int, bands: int, fmin: float, fmax: float,
+                 win_sec: float, hop_sec: float, device):
+        self.window_len, self.hop, self.n_fft = stft_sizes(sample_rate, win_sec, hop_sec)
+        self.window = torch.hann_window(self.window_len, periodic=True, dtype=torch.float64,
+                                        device=device)
+        self.left = (self.n_fft - self.window_len) // 2  # the window sits centred in n_fft
+        filters = mel_filterbank(sample_rate, self.n_fft, bands, fmin, fmax, device=device)
+        used = (filters != 0).any(dim=0).nonzero()
+        self.lo = int(used.min()) if used.numel() else 0
+        self.hi = int(used.max()) + 1 if used.numel() else 1
+        self.filters = filters[:, self.lo:self.hi].contiguous()
+
+    def __call__(self, padded: torch.Tensor) -> torch.Tensor:
+        """``padded [n]`` (float64) -> ``[bands, frames]`` for every whole frame in it."""
+        count = (padded.numel() - self.n_fft) // self.hop + 1 if padded.numel() >= self.n_fft \
+            else 0
+        out = self.filters.new_empty(self.filters.shape[0], count)
+        if count == 0:
+            return out
+        # Frame m's non-zero part: window_len samples starting at m·hop + left.
+        taps = padded[self.left:].unfold(0, self.window_len, self.hop)
+        frames = padded.new_zeros(min(self.BLOCK, count), self.n_fft)
+        for first in range(0, count, self.BLOCK):
+            n = min(self.BLOCK, count - first)
+            block = frames[:n]
+            torch.mul(taps[first:first + n], self.window,
+                      out=block[:, self.left:self.left + self.window_len])
+            spec = torch.fft.rfft(block, dim=-1)[:, self.lo:self.hi]
+            power = torch.view_as_real(spec).square().sum(-1)
+            torch.matmul(self.filters, power.T, out=out[:, first:first + n])
+        return out
+
+
 def power_mel(wave: torch.Tensor, sample_rate: int, bands: int = 64, *,
               fmin: float = FMIN_HZ, fmax: float = FMAX_HZ, win_sec: float = STFT_WIN_SEC,
               hop_sec: float = STFT_HOP_SEC) -> torch.Tensor:
-    """Centred power mel spectrogram ``[bands, n_frames]`` (float64)."""
-    window, hop, n_fft = stft_sizes(sample_rate, win_sec, hop_sec)
-    x = wave.to(torch.float64)
-    spec = torch.stft(x, n_fft=n_fft, hop_length=hop, win_length=window,
-                      window=torch.hann_window(window, periodic=True, dtype=torch.float64,
-                                               device=x.device),
-                      center=True, pad_mode="constant", return_complex=True)
-    power = spec.real.square() + spec.imag.square()
-    return mel_filterbank(sample_rate, n_fft, bands, fmin, fmax, device=x.device) @ power
+    """Centred power mel spectrogram ``[bands, 1 + n // hop]`` (float64).
+
+    Frame m is centred on sample ``m · hop``: the signal is zero padded by
+    ``n_fft / 2`` on both sides, the periodic Hann window sits centred in n_fft.
+    """
+    mel = _MelFrames(sample_rate, bands, fmin, fmax, win_sec, hop_sec, wave.device)
+    half = mel.n_fft // 2
+    return mel(torch.nn.functional.pad(wave.to(torch.float64), (half, half)))
 
 
 def chunk_starts(n_frames: int, fps: float, chunk: float,
@@ -179,3 +223,87 @@ def features(wave: torch.Tensor, sample_rate: int, fps: float, kind: str = "lms"
     index = starts[:, None] + torch.arange(width, device=mel.device)
     chunks = mel[:, index].permute(1, 0, 2)  # [N, bands, W]
     return chunk_features(chunks, kind, n_mfcc).to(torch.float32)
+
+
+class FeatureStream:
+    """Features of a long waveform computed block by block, equal to :func:`features`.
+
+    ``push(samples)`` returns the rows whose chunks are complete so far (``[n, F]``,
+    possibly ``n = 0``); ``finish()`` adds the end padding and returns the rest.
+    Memory stays bounded by a few chunks whatever the length of the audio.
+    """
+
+    def __init__(self, sample_rate: int, fps: float, kind: str = "lms", bands: int = 64,
+                 chunk: float = 0.085, *, n_mfcc: int = N_MFCC, fmin: float = FMIN_HZ,
+                 fmax: float = FMAX_HZ, win_sec: float = STFT_WIN_SEC,
+                 hop_sec: float = STFT_HOP_SEC, device=None):
+        features(torch.zeros(1), sample_rate, fps, kind, bands, chunk, n_mfcc=n_mfcc,
+                 fmin=fmin, fmax=fmax, win_sec=win_sec, hop_sec=hop_sec)  # validates
+        self.kind, self.n_mfcc, self.fps, self.hop_sec = kind, n_mfcc, fps, hop_sec
+        self.width = int(round(chunk / hop_sec))
+        self.mel = _MelFrames(sample_rate, bands, fmin, fmax, win_sec, hop_sec, device)
+        half = self.mel.n_fft // 2
+        self.samples = torch.zeros(half, dtype=torch.float64, device=device)  # left pad
+        self.sample_offset = -half      # signal index of self.samples[0]
+        self.total = 0                  # signal samples pushed
+        self.frames = self.mel.filters.new_zeros(bands, 0)
+        self.frame_offset = 0           # spectrogram index of self.frames[:, 0]
+        self.next_chunk = 0
+        self.finished = False
+
+    def _start(self, i: int) -> int:
+        return int(torch.round(torch.tensor(i * (1.0 / self.hop_sec) / self.fps,
+                                            dtype=torch.float64)))
+
+    def _consume(self, final: bool) -> torch.Tensor:
+        hop, n_fft = self.mel.hop, self.mel.n_fft
+        new = self.mel(self.samples)
+        if new.shape[1]:
+            self.frames = torch.cat([self.frames, new], dim=1)
+            used = new.shape[1] * hop
+            self.samples = self.samples[used:]
+            self.sample_offset += used
+        if final:  # a centred STFT has exactly 1 + n // hop frames
+            wanted = 1 + self.total // hop - self.frame_offset
+            self.frames = self.frames[:, :wanted]
+        rows = []
+        while True:
+            start = self._start(self.next_chunk) - self.frame_offset
+            if start + self.width > self.frames.shape[1]:
+                break
+            rows.append(self.frames[:, start:start + self.width])
+            self.next_chunk += 1
+        # Drop frames no future chunk needs.
+        keep_from = max(0, min(self._start(self.next_chunk) - self.frame_offset,
+                               self.frames.shape[1]))
+        self.frames = self.frames[:, keep_from:]
+        self.frame_offset += keep_from
+        out_dim = self.n_mfcc if self.kind == "mfcc" else self.frames.shape[0]
+        if not rows:
+            return torch.zeros(0, out_dim)
+        return chunk_features(torch.stack(rows), self.kind, self.n_mfcc).to(torch.float32)
+
+    def push(self, samples) -> torch.Tensor:
+        if self.finished:
+            raise RuntimeError("push after finish(): start a new FeatureStream")
+        x = torch.as_tensor(samples).to(self.samples)
+        if x.dim() != 1:
+            raise ValueError(f"samples: expected a 1-D block of mono samples, got "
+                             f"{tuple(x.shape)}")
+        self.samples = torch.cat([self.samples, x])
+        self.total += x.numel()
+        return self._consume(final=False)
+
+    def finish(self) -> torch.Tensor:
+        half = self.mel.n_fft // 2
+        self.samples = torch.cat([self.samples, self.samples.new_zeros(half)])
+        self.finished = True
+        return self._consume(final=True)
+
+
+def load_audio(path, sample_rate: int = 64000) -> torch.Tensor:
+    """Decode ``path`` (any audio or video file PyAV reads) to mono float32 ``[n]`` at
+    ``sample_rate`` with a band-limited resampler; warns when the track is silent."""
+    from .media import read_audio
+
+    return torch.from_numpy(read_audio(path, sample_rate))

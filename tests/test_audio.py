@@ -92,3 +92,41 @@ def test_matches_torchaudio():
         norm="slaney", mel_scale="slaney", pad_mode="constant")(wave.double())
     ours = power_mel(wave, SR, 64)
     assert (ours - ref).abs().max() / ref.abs().max() < 1e-4
+
+
+def test_blocked_spectrogram_matches_a_plain_stft_over_many_blocks():
+    from s2v.audio import _MelFrames
+
+    torch.manual_seed(0)
+    x = torch.randn(640 * 2500 + 2048, dtype=torch.float64)  # 2501 frames: 3 FFT blocks
+    ours = _MelFrames(SR, 64, 125, 7500, 0.025, 0.01, None)(x)
+    window = torch.nn.functional.pad(torch.hann_window(1600, periodic=True,
+                                                       dtype=torch.float64), (224, 224))
+    power = torch.fft.rfft(x.unfold(0, 2048, 640) * window).abs() ** 2
+    ref = mel_filterbank(SR, 2048, 64) @ power.T
+    assert ours.shape == ref.shape == (64, 2501)
+    assert (ours - ref).abs().max() / ref.abs().max() < 1e-12
+
+
+@pytest.mark.parametrize("fps", [20, 30, 29.97])
+@pytest.mark.parametrize("kind", ["lms", "mel", "mfcc"])
+def test_streaming_equals_one_shot(fps, kind):
+    from s2v.audio import FeatureStream
+
+    g = torch.Generator().manual_seed(1)
+    wave = 0.1 * torch.randn(SR * 3, generator=g) + _tone(3.0)
+    ref = features(wave, SR, fps, kind)
+    stream = FeatureStream(SR, fps, kind)
+    sizes = torch.randint(1, 20000, (200,), generator=g).tolist()
+    parts, i = [], 0
+    for n in sizes:
+        if i >= wave.numel():
+            break
+        parts.append(stream.push(wave[i:i + n]))
+        i += n
+    parts.append(stream.finish())
+    out = torch.cat(parts)
+    assert out.shape == ref.shape
+    assert (out - ref).abs().max() <= 1e-6 * max(1.0, ref.abs().max().item())
+    with pytest.raises(RuntimeError, match="finish"):
+        stream.push(wave[:10])

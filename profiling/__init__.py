@@ -1,0 +1,1 @@
+"""Benchmarks and profiling scripts (not part of the installed package)."""

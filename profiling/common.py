@@ -1,0 +1,111 @@
+"""What every benchmark records: device, commit, versions, timing, and the JSON file.
+
+Results follow one schema (keys kept exactly; more may be added)::
+
+    {"device", "commit", "date", "versions": {"python", "torch", "triton", "cuda", "s2v"},
+     "benchmarks": [{"name", "pass", "dtype", "shape", "times_ms", "floor_ms",
+                     "gflops", "peak_mem_mb"}],
+     "kernels": [{"name", "registers", "spills", "shared_mem_bytes"}],
+     "tests": {"passed", "failed", "skipped"}}
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, List
+
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS_DIR = os.path.join(ROOT, "profiling", "results")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: str = "cpu") -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(0)
+    return f"{cpu_model()} ({torch.get_num_threads()} threads)"
+
+
+def device_slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")[:60]
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
+                              text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def versions() -> Dict[str, str | None]:
+    import s2v
+
+    try:
+        import triton
+        triton_version = triton.__version__
+    except ImportError:
+        triton_version = None
+    return {"python": platform.python_version(), "torch": torch.__version__,
+            "triton": triton_version, "cuda": torch.version.cuda, "s2v": s2v.__version__}
+
+
+def median_ms(fn: Callable[[], object], reps: int = 20, warmup: int = 3) -> float:
+    """Median wall time of ``fn`` in milliseconds on the CPU (``perf_counter``)."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def run_tests(paths: List[str]) -> Dict[str, int]:
+    """Run pytest on ``paths``; the counts go into the JSON, and a failure blocks claims."""
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           *paths], cwd=ROOT, capture_output=True, text=True)
+    counts = {"passed": 0, "failed": 0, "skipped": 0}
+    for key in counts:
+        m = re.search(rf"(\d+) {key}", proc.stdout)
+        counts[key] = int(m.group(1)) if m else 0
+    if proc.returncode not in (0, 5):
+        counts["failed"] = max(counts["failed"], 1)
+    return counts
+
+
+def write_results(topic: str, benchmarks: list, tests: Dict[str, int], device: str = "cpu",
+                  kernels: list | None = None, out_dir: str = RESULTS_DIR,
+                  extra: dict | None = None) -> str:
+    name = device_name(device)
+    doc = {"device": name, "commit": commit(),
+           "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+           "versions": versions(), "benchmarks": benchmarks, "kernels": kernels or [],
+           "tests": tests}
+    if extra:
+        doc.update(extra)
+    os.makedirs(out_dir, exist_ok=True)
+    path = os.path.join(out_dir, f"{_dt.date.today().isoformat()}-{device_slug(name)}-"
+                                 f"{topic}.json")
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=2)
+    return path

@@ -1,0 +1,220 @@
+"""One-shot training data: a video's frames and per-frame audio features (SPEC §7).
+
+:func:`prepare_clip` decodes a video once into uint8 frames ``[N, S, S, 3]``
+and features ``[N, F]`` and caches them under ``<run_dir>/cache/`` keyed by
+the file's content hash and every preprocessing option, so a second run (or a
+``--resume``) reuses them. The first 80 % of the frames train, the last 20 %
+validate. :class:`SequenceSampler` walks the training frames in consecutive,
+non-overlapping T-frame windows so that recurrent states carry from one batch
+to the next; at the end of the data a stream draws a new random offset in
+``[0, T)`` and asks for a state reset. B > 1 runs B such streams at different
+offsets.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import warnings
+from dataclasses import asdict, dataclass
+from typing import Optional, Tuple
+
+import numpy as np
+import torch
+
+from .audio import features as audio_features
+
+CACHE_VERSION = 1
+TRAIN_FRACTION = 0.8
+SAMPLE_RATE = 64000
+
+
+@dataclass(frozen=True)
+class ClipOptions:
+    """Every option that changes the cached tensors (part of the cache key)."""
+    size: int = 128
+    fps: float = 20.0
+    crop: Optional[Tuple[int, int, int, int]] = None
+    feature_kind: str = "lms"
+    bands: int = 64
+    chunk: float = 0.085
+
+    def validate(self) -> None:
+        if not self.fps or self.fps <= 0:
+            raise ValueError(f"fps: expected a positive frame rate, got {self.fps}")
+        if self.size < 1:
+            raise ValueError(f"size: expected a positive frame size, got {self.size}")
+
+
+@dataclass
+class Clip:
+    """A prepared clip: ``frames`` uint8 ``[N, S, S, 3]``, ``features`` float32 ``[N, F]``."""
+    frames: torch.Tensor
+    features: torch.Tensor
+    options: ClipOptions
+    source: str
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def split(self) -> int:
+        """Index of the first validation frame."""
+        return int(self.num_frames * TRAIN_FRACTION)
+
+    def train(self) -> "Clip":
+        return Clip(self.frames[:self.split], self.features[:self.split], self.options,
+                    self.source)
+
+    def validation(self) -> "Clip":
+        return Clip(self.frames[self.split:], self.features[self.split:], self.options,
+                    self.source)
+
+
+def file_digest(path, block: int = 1 << 20) -> str:
+    """SHA-256 of the file's bytes (streamed)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(block), b""):
+            h.update(piece)
+    return h.hexdigest()
+
+
+def cache_key(path, options: ClipOptions) -> str:
+    payload = json.dumps({"file": file_digest(path), "options": asdict(options),
+                          "version": CACHE_VERSION}, sort_keys=True)
+    return hashlib.sha256(payload.encode()).hexdigest()[:24]
+
+
+def min_frames(seq_len: int) -> int:
+    """Smallest clip length whose 80 % holds one T-frame window and whose 20 % is not empty."""
+    n = math.ceil(seq_len / TRAIN_FRACTION)
+    while int(n * TRAIN_FRACTION) < seq_len or n - int(n * TRAIN_FRACTION) < 1:
+        n += 1
+    return n
+
+
+def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
+    """Decode frames and features of ``path`` (no cache)."""
+    from .media import MediaError, iter_frames, read_audio, video_info
+
+    options.validate()
+    info = video_info(path)
+    if not info.has_audio:
+        raise MediaError(f"{path}: has no audio stream; training needs the clip's sound")
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        wave = read_audio(path, SAMPLE_RATE)
+    for w in caught:
+        warnings.warn(str(w.message), stacklevel=3)
+    feats = audio_features(torch.from_numpy(wave), SAMPLE_RATE, options.fps,
+                           options.feature_kind, options.bands, options.chunk)
+    frames = []
+    total = int(info.duration * options.fps) if info.duration else None
+    iterator = iter_frames(path, options.fps, options.size, options.crop,
+                           max_frames=feats.shape[0] or None)
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, total=min(total or feats.shape[0], feats.shape[0]),
+                        desc="decoding", unit="frame")
+    for frame in iterator:
+        frames.append(frame)
+    n = min(len(frames), feats.shape[0])
+    stacked = np.stack(frames[:n]) if n else np.zeros((0, options.size, options.size, 3),
+                                                      np.uint8)
+    return Clip(torch.from_numpy(stacked), feats[:n].contiguous(), options, os.fspath(path))
+
+
+def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: int = 32,
+                 progress: bool = True) -> Clip:
+    """Decoded, cached clip; raises a clear error when it is too short for ``seq_len``."""
+    from .media import MediaError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    options.validate()
+    cache_dir = os.path.join(os.fspath(run_dir), "cache")
+    cache_file = os.path.join(cache_dir, f"clip-{cache_key(path, options)}.pt")
+    if os.path.isfile(cache_file):
+        data = torch.load(cache_file, weights_only=True)
+        clip = Clip(data["frames"], data["features"], options, path)
+    else:
+        clip = decode_clip(path, options, progress)
+        os.makedirs(cache_dir, exist_ok=True)
+        tmp = cache_file + ".tmp"
+        torch.save({"frames": clip.frames, "features": clip.features,
+                    "options": asdict(options), "source": path}, tmp)
+        os.replace(tmp, cache_file)  # a crash never leaves a half-written cache entry
+    needed = min_frames(seq_len)
+    if clip.num_frames < needed:
+        have = clip.num_frames / options.fps
+        raise MediaError(
+            f"{path}: too short: {have:.2f} s gives {clip.num_frames} frames at "
+            f"{options.fps:g} fps, but T = {seq_len} frames plus a 20 % validation part need "
+            f"{needed} frames ({needed / options.fps:.2f} s)")
+    if not torch.any(clip.features != clip.features[0]):
+        warnings.warn(f"{path}: the audio features do not change over the clip (silent or "
+                      f"constant sound); the model cannot learn sound-driven motion",
+                      stacklevel=2)
+    return clip
+
+
+class SequenceSampler:
+    """Consecutive non-overlapping T-frame windows for B parallel streams (SPEC §7).
+
+    ``starts, reset = sampler.next()``: ``starts [B]`` first frame of each stream's
+    window, ``reset [B]`` (bool) true where that stream begins anew (first call, or
+    it ran past the end and drew a new random offset in ``[0, T)``), i.e. where the
+    caller must zero that sequence's recurrent state.
+    """
+
+    def __init__(self, num_frames: int, seq_len: int, batch: int = 1, seed: int = 0):
+        if seq_len < 1 or batch < 1:
+            raise ValueError(f"seq_len and batch must be >= 1, got {seq_len}, {batch}")
+        if num_frames < seq_len:
+            raise ValueError(f"num_frames: {num_frames} frames cannot hold one window of "
+                             f"{seq_len}")
+        self.num_frames, self.seq_len, self.batch = num_frames, seq_len, batch
+        self.rng = np.random.default_rng(seed)
+        windows = num_frames // seq_len
+        # Spread the streams over the clip so they see different content at once.
+        self.positions = [((b * windows) // batch) * seq_len + self._offset()
+                          for b in range(batch)]
+        self.positions = [p if p + seq_len <= num_frames else self._offset()
+                          for p in self.positions]
+        self.fresh = [True] * batch
+
+    def _offset(self) -> int:
+        offset = int(self.rng.integers(0, self.seq_len))
+        return offset if offset + self.seq_len <= self.num_frames else 0
+
+    def next(self) -> Tuple[torch.Tensor, torch.Tensor]:
+        starts, reset = [], []
+        for b in range(self.batch):
+            if self.positions[b] + self.seq_len > self.num_frames:
+                self.positions[b] = self._offset()
+                self.fresh[b] = True
+            starts.append(self.positions[b])
+            reset.append(self.fresh[b])
+            self.fresh[b] = False
+            self.positions[b] += self.seq_len
+        return torch.tensor(starts), torch.tensor(reset)
+
+    def state_dict(self) -> dict:
+        return {"positions": list(self.positions), "fresh": list(self.fresh),
+                "rng": self.rng.bit_generator.state}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.positions = list(state["positions"])
+        self.fresh = list(state["fresh"])
+        self.rng.bit_generator.state = state["rng"]
+
+
+def batch_windows(clip: Clip, starts: torch.Tensor, seq_len: int):
+    """Frames ``[B, T, 3, S, S]`` in [-1, 1] (float32) and features ``[B, T, F]``."""
+    index = starts[:, None] + torch.arange(seq_len)
+    frames = clip.frames[index].permute(0, 1, 4, 2, 3).float() / 127.5 - 1.0
+    return frames, clip.features[index]

@@ -1,0 +1,419 @@
+"""Reading and writing media with PyAV (imported lazily; no ffmpeg binary).
+
+* :func:`video_info` / :func:`iter_frames`: a video's frames at a target fps,
+  chosen by timestamp (sample-and-hold: output frame i is the source frame on
+  screen at ``t_i = i / fps``), optionally cropped to ``(x, y, w, h)`` and
+  resized to ``S×S`` with an area (antialiased) filter, as uint8 ``[S, S, 3]``,
+  streamed: only one decoded frame is alive at a time, and frames that are not
+  selected are never converted.
+* :func:`iter_audio` / :func:`read_audio`: the audio track of any file PyAV
+  decodes, any sample format or channel layout, resampled with swresample's
+  band-limited (windowed-sinc) resampler and averaged to mono float32.
+* :class:`VideoWriter`: H.264 (yuv420p) with the driving audio muxed as AAC,
+  frames encoded as they arrive, both streams trimmed to the audio's duration.
+
+Every problem with a file raises :class:`MediaError` (a ``ValueError``) whose
+one-line message names the file and the problem; a missing file raises
+``FileNotFoundError``.
+"""
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Iterator, Optional, Sequence, Tuple
+
+import numpy as np
+
+
+class MediaError(ValueError):
+    """A media file cannot be used: not media, corrupt, or lacking a needed stream."""
+
+
+def _av():
+    try:
+        import av
+    except ImportError as exc:  # pragma: no cover - exercised only without PyAV
+        raise ImportError("reading and writing media needs PyAV: pip install av") from exc
+    return av
+
+
+def _open(path, what: str):
+    """Open ``path`` for reading; one-line errors for missing or non-media files."""
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    if os.path.isdir(path):
+        raise MediaError(f"{path}: is a directory, not a {what} file")
+    av = _av()
+    try:
+        return av.open(path)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: not a readable {what} file ({_reason(exc)})") from None
+
+
+def _reason(exc) -> str:
+    text = getattr(exc, "strerror", None) or str(exc)
+    return text.split(";")[0].strip().rstrip(".").lower() or type(exc).__name__
+
+
+# --- video ---------------------------------------------------------------------------
+
+@dataclass
+class VideoInfo:
+    """What a video file holds, from its headers (duration may be estimated)."""
+    path: str
+    width: int
+    height: int
+    fps: float
+    duration: float          # seconds, 0 when unknown
+    has_audio: bool
+
+
+def video_info(path) -> VideoInfo:
+    container = _open(path, "video")
+    try:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        rate = stream.average_rate or stream.guessed_rate or 0
+        duration = 0.0
+        if stream.duration is not None and stream.time_base:
+            duration = float(stream.duration * stream.time_base)
+        elif container.duration:
+            duration = container.duration / 1_000_000
+        return VideoInfo(os.fspath(path), stream.codec_context.width,
+                         stream.codec_context.height, float(rate), duration,
+                         bool(container.streams.audio))
+    finally:
+        container.close()
+
+
+def check_crop(crop, width: int, height: int, path="") -> Optional[Tuple[int, int, int, int]]:
+    """Validate a crop box ``(x, y, w, h)`` against a ``width × height`` frame."""
+    if crop is None:
+        return None
+    if len(crop) != 4 or any(isinstance(v, bool) or int(v) != v for v in crop):
+        raise ValueError(f"crop: expected four integers (x, y, w, h), got {tuple(crop)}")
+    x, y, w, h = (int(v) for v in crop)
+    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+        raise MediaError(f"{path}: crop box (x={x}, y={y}, w={w}, h={h}) lies outside the "
+                         f"{width}x{height} frame")
+    return x, y, w, h
+
+
+def _rotation_filters(rotation: int):
+    """ffmpeg filters that show a frame upright given its display rotation (degrees CCW)."""
+    rotation %= 360
+    if rotation == 90:
+        return [("transpose", "cclock")]
+    if rotation == 270:
+        return [("transpose", "clock")]
+    if rotation == 180:
+        return [("hflip", None), ("vflip", None)]
+    return []
+
+
+class _Converter:
+    """Crop + area resize + RGB conversion in one libavfilter graph (C speed)."""
+
+    def __init__(self, stream, frame, size: int, crop, path):
+        av = _av()
+        self.graph = av.filter.Graph()
+        nodes = [self.graph.add_buffer(template=stream)]
+        rotation = int(getattr(frame, "rotation", 0) or 0)
+        for name, args in _rotation_filters(rotation):
+            nodes.append(self.graph.add(name, args) if args else self.graph.add(name))
+        width, height = frame.width, frame.height
+        if rotation % 180 == 90:
+            width, height = height, width
+        box = check_crop(crop, width, height, path)
+        if box is not None:
+            x, y, w, h = box
+            nodes.append(self.graph.add("crop", f"{w}:{h}:{x}:{y}:exact=1"))
+        nodes.append(self.graph.add("scale", f"{size}:{size}:flags=area"))
+        nodes.append(self.graph.add("format", "rgb24"))
+        nodes.append(self.graph.add("buffersink"))
+        for a, b in zip(nodes, nodes[1:]):
+            a.link_to(b)
+        self.graph.configure()
+
+    def __call__(self, frame) -> np.ndarray:
+        self.graph.push(frame)
+        return self.graph.pull().to_ndarray()
+
+
+def iter_frames(path, fps: float, size: int, crop: Sequence[int] | None = None,
+                max_frames: int | None = None) -> Iterator[np.ndarray]:
+    """Yield the video's frames at ``fps`` as uint8 ``[size, size, 3]`` RGB arrays.
+
+    Output frame i shows what is on screen at ``i / fps`` seconds after the first
+    frame (variable frame rate and 29.97/59.94 fps sources included): the last
+    source frame whose timestamp is ≤ that time. ``crop = (x, y, w, h)`` is applied
+    (in upright, display orientation) before resizing.
+    """
+    if not fps or fps <= 0:
+        raise ValueError(f"fps: expected a positive frame rate, got {fps}")
+    if size < 1:
+        raise ValueError(f"size: expected a positive frame size, got {size}")
+    av = _av()
+    container = _open(path, "video")
+    try:
+        if not container.streams.video:
+            raise MediaError(f"{path}: has no video stream")
+        stream = container.streams.video[0]
+        stream.thread_type = "AUTO"  # frame + slice threads: decoding is the floor
+        convert, start, held, emitted = None, None, None, 0
+        # Half a microsecond of slack so 1/fps grids meet frame timestamps exactly.
+        eps = 5e-7
+        try:
+            for frame in container.decode(stream):
+                t = frame.time if frame.time is not None else (
+                    start or 0.0) + emitted / fps
+                if start is None:
+                    start = t
+                    convert = _Converter(stream, frame, size, crop, path)
+                # Emit every output time before this frame's timestamp from the held one.
+                while held is not None and start + emitted / fps < t - eps:
+                    yield convert(held)
+                    emitted += 1
+                    if max_frames is not None and emitted >= max_frames:
+                        return
+                held = frame
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: corrupt or truncated video ({_reason(exc)})") from None
+        if held is None:
+            raise MediaError(f"{path}: the video stream holds no decodable frame")
+        # The last frame stays on screen for one source frame interval.
+        last = held.time if held.time is not None else start
+        rate = float(stream.average_rate or stream.guessed_rate or fps)
+        end = last + 1.0 / rate
+        while start + emitted / fps < end - eps and (max_frames is None or emitted < max_frames):
+            yield convert(held)
+            emitted += 1
+    finally:
+        container.close()
+
+
+def read_frames(path, fps: float, size: int, crop=None, max_frames=None) -> np.ndarray:
+    """All frames of :func:`iter_frames` as one uint8 array ``[N, size, size, 3]``."""
+    frames = list(iter_frames(path, fps, size, crop, max_frames))
+    return np.stack(frames) if frames else np.zeros((0, size, size, 3), np.uint8)
+
+
+# --- audio ---------------------------------------------------------------------------
+
+def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16) -> Iterator[np.ndarray]:
+    """Yield the first audio track as mono float32 blocks of about ``block`` samples.
+
+    Every channel is resampled to ``sample_rate`` by swresample's band-limited
+    resampler, then the channels are averaged (SPEC §1: average to mono), so
+    memory stays bounded for hour-long files.
+    """
+    if sample_rate <= 0:
+        raise ValueError(f"sample_rate: expected a positive rate, got {sample_rate}")
+    av = _av()
+    container = _open(path, "audio")
+    try:
+        if not container.streams.audio:
+            raise MediaError(f"{path}: has no audio stream")
+        stream = container.streams.audio[0]
+        resampler, pending, count = None, [], 0
+        try:
+            for frame in container.decode(stream):
+                if resampler is None:
+                    resampler = av.AudioResampler(format="fltp", layout=frame.layout,
+                                                  rate=sample_rate)
+                for out in resampler.resample(frame):
+                    pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                    count += pending[-1].size
+                if count >= block:
+                    yield np.concatenate(pending)
+                    pending, count = [], 0
+            if resampler is not None:
+                for out in resampler.resample(None):
+                    pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+        except av.error.FFmpegError as exc:
+            raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from None
+        if resampler is None:
+            raise MediaError(f"{path}: the audio stream holds no decodable sound")
+        if pending:
+            yield np.concatenate(pending)
+    finally:
+        container.close()
+
+
+def read_audio(path, sample_rate: int = 64000) -> np.ndarray:
+    """The whole first audio track as mono float32 ``[n]`` at ``sample_rate``.
+
+    Warns (the message contains "silent") when the track is digital silence.
+    """
+    blocks = list(iter_audio(path, sample_rate))
+    wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    if wave.size == 0 or not np.any(wave):
+        warnings.warn(f"{path}: the audio track is silent; a model trained on it cannot "
+                      f"learn sound-driven motion", stacklevel=2)
+    return wave
+
+
+# --- writing -------------------------------------------------------------------------
+
+class VideoWriter:
+    """H.264 + AAC writer whose output lasts exactly as long as its audio (±1 frame).
+
+    ``size = (height, width)`` of the frames. ``write_frames`` takes uint8 ``[N, H, W, 3]`` (or ``[H, W, 3]``); ``write_audio``
+    takes mono float32 samples at ``audio_rate``. Frames are encoded as soon as the
+    audio written so far covers them, so interleaving the two calls keeps memory
+    bounded; on :meth:`close` the video is cut or extended (last frame held) to
+    ``round(audio_seconds · fps)`` frames. Odd frame sizes are padded to even by
+    repeating the last row/column (yuv420p needs even sizes). Use as a context
+    manager; a failure removes the partial file.
+    """
+
+    def __init__(self, path, fps: float, size: Tuple[int, int], audio_rate: int,
+                 crf: int = 18, audio_bitrate: int = 160_000):
+        if not fps or fps <= 0:
+            raise ValueError(f"fps: expected a positive frame rate, got {fps}")
+        height, width = (int(v) for v in size)
+        if height < 1 or width < 1:
+            raise ValueError(f"size: expected (height, width) >= 1, got {tuple(size)}")
+        if audio_rate <= 0:
+            raise ValueError(f"audio_rate: expected a positive rate, got {audio_rate}")
+        av = _av()
+        self.path = os.fspath(path)
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.audio_rate = int(audio_rate)
+        self._container = av.open(self.path, "w")
+        # Both streams must exist before the first packet is muxed (the header is
+        # written then), hence the frame size up front.
+        self._shape = (height, width)
+        self._video = self._container.add_stream("libx264", rate=self.fps)
+        self._video.width = width + width % 2
+        self._video.height = height + height % 2
+        self._video.pix_fmt = "yuv420p"
+        self._video.options = {"crf": str(crf), "preset": "veryfast"}
+        self._audio = self._container.add_stream("aac", rate=_aac_rate(self.audio_rate))
+        self._audio.layout = "mono"
+        self._audio.bit_rate = audio_bitrate
+        self._resampler = av.AudioResampler(format="fltp", layout="mono",
+                                            rate=self._audio.rate)
+        self._queue = []
+        self._frames = 0
+        self._samples = 0
+        self._last = None
+        self._closed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+    def write_frames(self, frames) -> None:
+        frames = np.asarray(frames)
+        if frames.ndim == 3:
+            frames = frames[None]
+        if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3:
+            raise ValueError(f"frames: expected uint8 [N, H, W, 3], got {frames.dtype} "
+                             f"{tuple(frames.shape)}")
+        if frames.shape[1:3] != self._shape:
+            raise ValueError(f"frames: expected size {self._shape}, got {frames.shape[1:3]}")
+        self._queue.extend(frames)
+        self._flush(self._due())
+
+    def write_audio(self, samples) -> None:
+        samples = np.ascontiguousarray(samples, dtype=np.float32).reshape(-1)
+        if samples.size == 0:
+            return
+        av = _av()
+        frame = av.AudioFrame.from_ndarray(samples[None], format="fltp", layout="mono")
+        frame.sample_rate = self.audio_rate
+        frame.pts = None
+        for out in self._resampler.resample(frame):
+            for packet in self._audio.encode(out):
+                self._container.mux(packet)
+        self._samples += samples.size
+        self._flush(self._due())
+
+    def _due(self) -> int:
+        """Frames the audio written so far covers."""
+        return round(self._samples / self.audio_rate * self.fps)
+
+    def _flush(self, upto: int) -> None:
+        av = _av()
+        while self._queue and self._frames < upto:
+            self._encode(av, self._queue.pop(0))
+
+    def _encode(self, av, frame: np.ndarray) -> None:
+        H, W = self._shape
+        if H % 2 or W % 2:
+            frame = np.pad(frame, ((0, H % 2), (0, W % 2), (0, 0)), mode="edge")
+        vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vf.pts = self._frames
+        for packet in self._video.encode(vf):
+            self._container.mux(packet)
+        self._last = frame if not (H % 2 or W % 2) else frame[:H, :W]
+        self._frames += 1
+
+    @property
+    def frames_written(self) -> int:
+        return self._frames
+
+    def close(self) -> None:
+        """Trim or extend the video to the audio's duration and finish the file."""
+        if self._closed:
+            return
+        target = self._due()
+        self._flush(target)
+        self._queue.clear()
+        if self._last is None:
+            self.abort()
+            raise ValueError(f"{self.path}: no frames were written")
+        av = _av()
+        while self._frames < target:  # hold the last frame to the end of the sound
+            self._encode(av, self._last)
+        for packet in self._video.encode():
+            self._container.mux(packet)
+        for out in self._resampler.resample(None):
+            for packet in self._audio.encode(out):
+                self._container.mux(packet)
+        for packet in self._audio.encode(None):
+            self._container.mux(packet)
+        self._container.close()
+        self._closed = True
+
+    def abort(self) -> None:
+        """Close without finishing and delete the partial file."""
+        if self._closed:
+            return
+        self._closed = True
+        try:
+            self._container.close()
+        except Exception:  # the file is being discarded; its state does not matter
+            pass
+        if os.path.exists(self.path):
+            os.remove(self.path)
+
+
+_AAC_RATES = (96000, 88200, 64000, 48000, 44100, 32000, 24000, 22050, 16000, 12000, 11025,
+              8000, 7350)
+
+
+def _aac_rate(rate: int) -> int:
+    """The AAC sampling rate to encode at: ``rate`` itself when AAC allows it, else the
+    nearest allowed rate above it (or 96 kHz)."""
+    if rate in _AAC_RATES:
+        return rate
+    higher = [r for r in _AAC_RATES if r >= rate]
+    return min(higher) if higher else _AAC_RATES[0]
+
+
+def duration_frames(samples: int, sample_rate: int, fps: float) -> int:
+    """Video frames that last as long as ``samples`` of audio (rounded)."""
+    return int(math.floor(samples / sample_rate * fps + 0.5))
