@@ -1,8 +1,8 @@
 """Command line: ``s2v <command>`` (also ``python -m s2v``).
 
-Errors a user can fix (bad arguments, missing files, unavailable backends)
-print one line and exit with status 2; anything else is a bug and keeps its
-traceback.
+Errors a user can fix (bad arguments, missing or broken media files,
+unavailable backends) print one line and exit with status 2 (``--debug`` shows
+the traceback); anything else is a bug and keeps its traceback.
 """
 from __future__ import annotations
 
@@ -31,6 +31,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2v", description="Listen and Move: one-shot "
                                      "sound-to-video generation with fused recurrent kernels.")
     parser.add_argument("--version", action="version", version=f"s2v {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the full traceback of errors instead of one line")
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser("demo", help="forward pass of the full generator on synthetic "
                           "audio features (random weights); writes PNG frames")
@@ -51,5 +53,7 @@ def main(argv: List[str] | None = None) -> int:
     try:
         return args.run(args)
     except (ValueError, TypeError, FileNotFoundError, BackendUnavailableError) as exc:
+        if args.debug:
+            raise
         print(f"s2v {args.command}: error: {exc}", file=sys.stderr)
         return 2

@@ -30,6 +30,8 @@ def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "power of two" in err[0]
     assert main(["demo", "--out", str(tmp_path), "--config", "nope"]) == 2
+    with pytest.raises(ValueError, match="power of two"):
+        main(["--debug", "demo", "--out", str(tmp_path), "--size", "24"])
 
 
 def test_module_entry_point_reports_version():

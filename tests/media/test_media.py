@@ -174,4 +174,5 @@ def test_truncated_file_is_reported(tmp_path):
     cut.write_bytes(data[:len(data) // 2])
     with pytest.raises(MediaError, match="cut.mp4"):
         read_frames(cut, 20, 16)
+    with pytest.raises(MediaError, match="cut.mp4"):
         read_audio(cut)
