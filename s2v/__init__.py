@@ -10,3 +10,30 @@ __version__ = "0.1.0"
 from . import nn, ops  # noqa: E402  (light: torch only)
 
 __all__ = ["__version__", "nn", "ops"]
+
+
+def train(video, out, **options):
+    """Train on ``video`` into the run directory ``out`` (see :func:`s2v.training.train`)."""
+    from .training import train as _train
+    return _train(video, out, **options)
+
+
+def generate(checkpoint, audio, out, **options):
+    """Re-animate a trained checkpoint from ``audio`` into ``out`` (H.264 + AAC)."""
+    from .generation import generate as _generate
+    return _generate(checkpoint, audio, out, **options)
+
+
+def evaluate(checkpoint, **options):
+    """MSE/PSNR/SSIM of the checkpoint on the held-out 20 % (see :mod:`s2v.evaluation`)."""
+    from .evaluation import evaluate as _evaluate
+    return _evaluate(checkpoint, **options)
+
+
+def load(checkpoint, device="cpu", backend="auto"):
+    """The trained generator of ``checkpoint``, ready for ``g(audio_features, state=...)``."""
+    from .evaluation import load as _load
+    return _load(checkpoint, device, backend)
+
+
+__all__ += ["train", "generate", "evaluate", "load"]

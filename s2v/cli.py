@@ -27,6 +27,93 @@ def _demo(args) -> int:
     return 0
 
 
+def _train(args) -> int:
+    from .training import TrainOptions, train
+
+    given = {k: v for k, v in vars(args).items()
+             if k in TrainOptions.__dataclass_fields__ and v is not None}
+    if args.no_progress:
+        given["progress"] = False
+    if "crop" in given:
+        given["crop"] = tuple(given["crop"])
+    summary = train(args.video, args.out, resume=args.resume, force=args.force, **given)
+    val = summary["validation"] or {}
+    how = f"stopped by {summary['stopped']}" if summary["stopped"] else "done"
+    line = f"step {summary['step']}/{summary['steps']} ({how}); checkpoint in {args.out}"
+    if val:
+        line += (f"; held-out PSNR {val['psnr']:.2f} dB, SSIM {val['ssim']:.4f}, "
+                 f"MSE {val['mse']:.5f}")
+    print(line)
+    # The conventional status of a process ended by a signal: 128 + its number.
+    return {"SIGINT": 130, "SIGTERM": 143}.get(summary["stopped"], 0)
+
+
+def _generate(args) -> int:
+    from .generation import generate
+
+    s = generate(args.checkpoint, args.audio, args.out, seed=args.seed, device=args.device,
+                 backend=args.backend, precision=args.precision,
+                 progress=not args.no_progress)
+    print(f"wrote {s['out']}: {s['frames']} frames, {s['audio_seconds']:.2f} s of audio in "
+          f"{s['compute_seconds']:.2f} s ({s['real_time_factor']:.2f}x real time, "
+          f"{s['ms_per_frame']:.1f} ms/frame)")
+    return 0
+
+
+def _evaluate(args) -> int:
+    from .evaluation import evaluate, format_table
+
+    result = evaluate(args.checkpoint, video=args.video, json_path=args.json,
+                      device=args.device, backend=args.backend, inception=args.inception,
+                      vgg=args.vgg, i3d=args.i3d)
+    print(format_table(result))
+    return 0
+
+
+def _doctor(args) -> int:
+    from .doctor import format_report, report
+
+    print(format_report(report()))
+    return 0
+
+
+def _add_runtime(p, precision: bool = True) -> None:
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="kernels of the fused layers (default auto)")
+    if precision:
+        p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train on one video (one-shot)")
+    p.add_argument("video", help="the training video, with sound")
+    p.add_argument("--out", required=True, help="run directory (checkpoint, log, samples)")
+    p.add_argument("--size", type=int, help="frame size, power of two (default 128)")
+    p.add_argument("--frames", type=int, help="frames per training window T (default 32)")
+    p.add_argument("--fps", type=float, help="frame rate (default 20)")
+    p.add_argument("--steps", type=int, help="total iterations of the run (default 50000)")
+    p.add_argument("--minutes", type=float, help="stop cleanly after this much time")
+    p.add_argument("--batch", type=int, help="parallel streams of the video (default 1)")
+    p.add_argument("--crop", type=int, nargs=4, metavar=("X", "Y", "W", "H"))
+    p.add_argument("--config", help="named configuration (default full)")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--device")
+    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--precision", choices=("fp32", "bf16"))
+    p.add_argument("--checkpoint-every", type=int, help="default 1000")
+    p.add_argument("--validate-every", type=int, help="default: every checkpoint")
+    p.add_argument("--loss", help="wgan-gp (default), wgan, hinge, ns or ls")
+    p.add_argument("--l1", type=float, help="weight of the L1 term (default 10)")
+    p.add_argument("--channels-base", type=int, help="model width (default 1024)")
+    p.add_argument("--max-channels", type=int, help="widest layer (default 512)")
+    p.add_argument("--features", help="audio features: lms (default), mel or mfcc")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--force", action="store_true", help="start over in an existing --out")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(run=_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="s2v", description="Listen and Move: one-shot "
                                      "sound-to-video generation with fused recurrent kernels.")
@@ -45,6 +132,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="cpu")
     demo.add_argument("--backend", default="auto", choices=BACKENDS)
     demo.set_defaults(run=_demo)
+
+    _add_train(sub)
+    gen = sub.add_parser("generate", help="re-animate the trained scene from an audio file")
+    gen.add_argument("checkpoint", help="checkpoint file or run directory")
+    gen.add_argument("audio", help="any audio or video file with sound")
+    gen.add_argument("--out", required=True, help="output .mp4 (H.264 + AAC)")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--no-progress", action="store_true")
+    _add_runtime(gen)
+    gen.set_defaults(run=_generate)
+
+    ev = sub.add_parser("evaluate", help="MSE/PSNR/SSIM on the held-out 20 %%")
+    ev.add_argument("checkpoint", help="checkpoint file or run directory")
+    ev.add_argument("--video", help="clip to evaluate on (default: the training video)")
+    ev.add_argument("--json", help="also write the metrics to this JSON file")
+    ev.add_argument("--inception", help="Inception weights for FID (not available yet)")
+    ev.add_argument("--vgg", help="VGG weights for LPIPS (not available yet)")
+    ev.add_argument("--i3d", help="I3D weights for FVD (not available yet)")
+    _add_runtime(ev, precision=False)
+    ev.set_defaults(run=_evaluate)
+
+    doc = sub.add_parser("doctor", help="versions, GPU, extension and available backends")
+    doc.set_defaults(run=_doctor)
     return parser
 
 
@@ -52,7 +162,7 @@ def main(argv: List[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, FileNotFoundError, BackendUnavailableError) as exc:
+    except (ValueError, TypeError, OSError, BackendUnavailableError) as exc:
         if args.debug:
             raise
         print(f"s2v {args.command}: error: {exc}", file=sys.stderr)

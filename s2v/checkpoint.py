@@ -1,0 +1,67 @@
+"""Checkpoints: one file per run, written atomically, loadable with ``weights_only``.
+
+``RUN_DIR/checkpoint.pt`` holds only tensors, numbers, strings, lists, dicts and
+None: ``step``, ``config`` (architecture + preprocessing + training options, so
+``generate`` needs no flags), ``generator``, ``video_discriminator``,
+``image_discriminator`` and the three optimisers (state dicts), ``sampler``
+(stream positions and RNG), ``states`` (recurrent states), ``rng`` (torch and
+Python RNG states) and ``format`` (an integer version).
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+
+import torch
+
+FORMAT = 1
+CHECKPOINT_NAME = "checkpoint.pt"
+REQUIRED = ("format", "step", "config", "generator")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, corrupt or from an incompatible version."""
+
+
+def save_atomic(obj: dict, path: str) -> None:
+    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
+    a crash or a full disk never leaves a truncated checkpoint in its place."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+
+
+def resolve(path) -> str:
+    """A checkpoint file, or the run directory holding ``checkpoint.pt``."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        path = os.path.join(path, CHECKPOINT_NAME)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    return path
+
+
+def load(path) -> dict:
+    path = resolve(path)
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a damaged zip/pickle
+        raise CheckpointError(f"{path}: not a readable s2v checkpoint "
+                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
+                              ) from None
+    if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED):
+        raise CheckpointError(f"{path}: not an s2v checkpoint (missing "
+                              f"{[k for k in REQUIRED if not isinstance(obj, dict) or k not in obj]})")
+    if obj["format"] != FORMAT:
+        raise CheckpointError(f"{path}: checkpoint format {obj['format']} is not supported "
+                              f"by this version of s2v (format {FORMAT})")
+    return obj

@@ -1,0 +1,134 @@
+"""``s2v evaluate``: re-animate the held-out 20 % from its own sound and compare.
+
+The generator's states are warmed on the preceding frames' audio, the motion
+noise is drawn with seed 0, and MSE, PSNR and SSIM (11×11 Gaussian, σ 1.5) on
+RGB in [0, 1] are averaged over the held-out frames.
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import torch
+
+from . import checkpoint as ckpt
+from .data import ClipOptions, prepare_clip
+from .metrics import frame_metrics, to_unit
+
+
+def load(checkpoint, device: str = "cpu", backend: str = "auto"):
+    """The trained generator of ``checkpoint`` (file or run dir), in eval mode.
+
+    Its ``s2v_config`` attribute holds the checkpoint's configuration (frame size,
+    fps, features) so that callers need no other flags.
+    """
+    from .models import Generator
+
+    saved = ckpt.load(checkpoint)
+    try:
+        g = Generator(**saved["config"]["generator"], backend=backend)
+        g.load_state_dict(saved["generator"])
+    except (TypeError, KeyError, RuntimeError) as exc:
+        raise ckpt.CheckpointError(f"{ckpt.resolve(checkpoint)}: incompatible checkpoint "
+                                   f"({str(exc).splitlines()[0][:160]})") from None
+    g.s2v_config = saved["config"]
+    g.s2v_step = int(saved["step"])
+    return g.to(device).eval()
+
+
+@torch.no_grad()
+def reanimate(g, features: torch.Tensor, seq_len: int, first_output: int = 0,
+              seed: int = 0, device=None) -> torch.Tensor:
+    """Run ``g`` over ``features [N, F]`` in ``seq_len`` chunks, states carried, and
+    return the frames from ``first_output`` on (``[N - first_output, 3, S, S]`` in
+    [-1, 1]). The global RNG is left untouched (noise injection draws from a fork)."""
+    device = device or next(g.parameters()).device
+    noise = torch.Generator().manual_seed(seed)
+    kept, state = [], None
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        for start in range(0, features.shape[0], seq_len):
+            chunk = features[start:start + seq_len].to(device)
+            e = torch.rand(1, chunk.shape[0], g.e_motion, generator=noise).to(device)
+            z = torch.rand(1, chunk.shape[0], g.z_content, generator=noise).to(device)
+            video, state = g(chunk[None], e_motion=e, z_content=z, state=state)
+            if start + chunk.shape[0] > first_output:
+                kept.append(video[0, max(first_output - start, 0):].float().cpu())
+    return torch.cat(kept) if kept else torch.zeros(0)
+
+
+def reanimate_holdout(g, clip, seq_len: int, device=None, warmup: int | None = None,
+                      seed: int = 0) -> torch.Tensor:
+    """Frames for ``clip``'s validation part; states warmed on (the last ``warmup`` of)
+    the preceding frames' audio (all of them when ``warmup`` is None)."""
+    first = 0 if warmup is None else max(0, clip.split - warmup)
+    return reanimate(g, clip.features[first:], seq_len, clip.split - first, seed, device)
+
+
+def write_sample(path: str, fake: torch.Tensor, clip) -> None:
+    """An mp4 of generated validation frames with the clip's own sound for that span."""
+    from .media import VideoWriter, read_audio
+
+    rate = 64000
+    wave = read_audio(clip.source, rate)
+    fps = clip.options.fps
+    first = int(round(clip.split / fps * rate))
+    last = int(round((clip.split + fake.shape[0]) / fps * rate))
+    frames = (to_unit(fake).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = path + ".part.mp4"
+    with VideoWriter(tmp, fps, tuple(frames.shape[1:3]), rate) as w:
+        w.write_audio(wave[first:last])
+        w.write_frames(frames.numpy())
+    os.replace(tmp, path)
+
+
+def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
+             backend: str = "auto", inception=None, vgg=None, i3d=None,
+             progress: bool = False) -> dict:
+    """Metrics of the checkpoint's re-animation of the held-out 20 % of ``video``
+    (default: the training video recorded in the checkpoint)."""
+    if inception or vgg or i3d:
+        raise ValueError("FID, LPIPS and FVD are not available in this version of s2v "
+                         "(no feature networks are implemented yet); run without "
+                         "--inception/--vgg/--i3d for MSE, PSNR and SSIM")
+    g = load(checkpoint, device, backend)
+    cfg = g.s2v_config["data"]
+    video = video or cfg["video"]
+    if not os.path.isfile(video):
+        raise FileNotFoundError(f"{video}: the training video is not there any more; pass "
+                                f"--video with the clip to evaluate on")
+    options = ClipOptions(size=cfg["size"], fps=cfg["fps"],
+                          crop=tuple(cfg["crop"]) if cfg["crop"] else None,
+                          feature_kind=cfg["feature_kind"], bands=cfg["bands"],
+                          chunk=cfg["chunk"])
+    path = ckpt.resolve(checkpoint)
+    run_dir = os.path.dirname(path)
+    with tempfile.TemporaryDirectory() as scratch:
+        cache = run_dir if os.access(run_dir, os.W_OK) else scratch
+        clip = prepare_clip(video, cache, options, cfg["seq_len"], progress)
+    fake = reanimate_holdout(g, clip, cfg["seq_len"], device)
+    real = clip.validation().frames.permute(0, 3, 1, 2).float() / 255
+    result = frame_metrics(to_unit(fake), real)
+    mean_frame = real.mean(dim=0, keepdim=True).expand_as(real)
+    baseline = frame_metrics(mean_frame, real)
+    result.update({"baseline_mean_frame": {k: baseline[k] for k in ("mse", "psnr", "ssim")},
+                   "step": g.s2v_step, "video": os.fspath(video)})
+    if json_path:
+        with open(json_path, "w") as f:
+            json.dump(result, f, indent=2)
+    return result
+
+
+def format_table(result: dict) -> str:
+    base = result["baseline_mean_frame"]
+    rows = [f"{'metric':<8}{'model':>12}{'mean frame':>14}"]
+    for key, fmt in (("mse", "{:.5f}"), ("psnr", "{:.2f} dB"), ("ssim", "{:.4f}")):
+        rows.append(f"{key:<8}{fmt.format(result[key]):>12}{fmt.format(base[key]):>14}")
+    rows.append(f"{result['frames']} held-out frames, checkpoint step {result['step']}")
+    return "\n".join(rows)
+
+
+__all__ = ["evaluate", "load", "reanimate", "reanimate_holdout", "format_table",
+           "write_sample"]

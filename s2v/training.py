@@ -1,0 +1,390 @@
+"""One-shot training on a single video (SPEC §7).
+
+Per iteration, with ``fake = G(features)``, a random frame k and ``perm`` the real
+window with its frames shuffled: one D_V step on ``L_D(real, fake) + L_D(real,
+perm)``, one D_I step on frame k, one G step on ``L_G(D_V(fake)) + λ_L1·|real -
+fake| + L_G(D_I(fake_k))``. Adam (0.3, 0.999), lr 1e-4 (G) / 4e-4 (D); non-finite
+gradient entries are zeroed before every step. Recurrent states carry from one
+window to the next and are reset per stream when the sampler starts it anew.
+
+Everything needed to continue exactly (weights, optimisers, sampler, recurrent
+states, RNG) is checkpointed atomically every ``checkpoint_every`` steps, at the
+end, when the time budget is spent and on SIGINT/SIGTERM.
+"""
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import time
+from dataclasses import asdict, dataclass, field, fields
+from typing import Optional, Tuple
+
+import torch
+
+from . import checkpoint as ckpt
+from .data import ClipOptions, SequenceSampler, batch_windows, prepare_clip
+from .models import Generator, ImageDiscriminator, VideoDiscriminator, named_config
+from .models.losses import check_loss, discriminator_loss, generator_loss
+from .ops.backend import check_backend_name
+
+PRECISIONS = ("fp32", "bf16")
+
+
+@dataclass
+class TrainOptions:
+    """Everything ``s2v train`` accepts besides the video and the run directory."""
+    size: int = 128
+    frames: int = 32
+    fps: float = 20.0
+    steps: int = 50000
+    minutes: Optional[float] = None
+    batch: int = 1
+    crop: Optional[Tuple[int, int, int, int]] = None
+    config: str = "full"
+    seed: int = 0
+    device: str = "cpu"
+    backend: str = "auto"
+    precision: str = "fp32"
+    checkpoint_every: int = 1000
+    validate_every: int = 0          # 0: at every checkpoint
+    loss: str = "wgan-gp"
+    l1: float = 10.0
+    lr_g: float = 1e-4
+    lr_d: float = 4e-4
+    channels_base: int = 1024
+    max_channels: int = 512
+    features: str = "lms"
+    bands: int = 64
+    chunk: float = 0.085
+    samples: bool = True             # write a sample video at each validation
+    progress: bool = True
+
+    def validate(self) -> None:
+        for name in ("size", "frames", "steps", "batch", "checkpoint_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
+                                 f"got {value!r}")
+        if self.size < 16 or self.size & (self.size - 1):
+            raise ValueError(f"--size: expected a power of two >= 16, got {self.size}")
+        if not self.fps or self.fps <= 0:
+            raise ValueError(f"--fps: expected a positive frame rate, got {self.fps}")
+        if self.minutes is not None and self.minutes <= 0:
+            raise ValueError(f"--minutes: expected a positive budget, got {self.minutes}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"--precision: expected fp32 or bf16, got {self.precision!r}")
+        check_loss(self.loss)
+        check_backend_name(self.backend)
+        named_config(self.config)
+        if self.l1 < 0:
+            raise ValueError(f"--l1: expected a weight >= 0, got {self.l1}")
+        torch.device(self.device)  # raises on a malformed device string
+        if self.device.startswith("cuda") and not torch.cuda.is_available():
+            raise ValueError(f"--device {self.device}: this torch sees no CUDA device; use "
+                             f"--device cpu")
+
+
+def model_config(opts: TrainOptions, audio_features: int) -> dict:
+    """Generator keyword arguments (stored in the checkpoint)."""
+    return dict(output_size=opts.size, audio_features=audio_features,
+                channels_base=opts.channels_base, max_channels=opts.max_channels,
+                **named_config(opts.config))
+
+
+def build_models(config: dict, backend: str, device):
+    g = Generator(**config["generator"], backend=backend).to(device)
+    disc = dict(input_size=config["generator"]["output_size"],
+                channels_base=config["generator"]["channels_base"],
+                max_channels=config["generator"]["max_channels"])
+    d_v = VideoDiscriminator(config["data"]["seq_len"], **disc).to(device)
+    d_i = ImageDiscriminator(**disc).to(device)
+    return g, d_v, d_i
+
+
+# --- recurrent state helpers -----------------------------------------------------------
+
+def reset_rows(state, reset: torch.Tensor):
+    """Zero the state of the streams flagged in ``reset [B]`` (nested tuples of tensors)."""
+    if state is None:
+        return None
+    if isinstance(state, (tuple, list)):
+        return tuple(reset_rows(s, reset) for s in state)
+    keep = (~reset).to(state.dtype).view(-1, *([1] * (state.dim() - 1)))
+    return state * keep.to(state.device)
+
+
+def to_lists(state):
+    """Nested tuples -> lists (what ``torch.load(weights_only=True)`` round-trips)."""
+    if isinstance(state, (tuple, list)):
+        return [to_lists(s) for s in state]
+    return state
+
+
+def to_tuples(state):
+    if isinstance(state, list):
+        return tuple(to_tuples(s) for s in state)
+    return state
+
+
+def zero_nonfinite_grads(module: torch.nn.Module) -> None:
+    for p in module.parameters():
+        if p.grad is not None:
+            torch.nan_to_num_(p.grad, nan=0.0, posinf=0.0, neginf=0.0)
+
+
+# --- the run ---------------------------------------------------------------------------
+
+class _StopFlag:
+    """SIGINT/SIGTERM set a flag the loop checks after each step, so the checkpoint it
+    writes is consistent."""
+
+    def __init__(self):
+        self.signal = None
+        self._previous = {}
+
+    def __enter__(self):
+        try:
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        except ValueError:  # not the main thread: no handlers, run uninterruptible
+            self._previous = {}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signal = signum
+
+    def __exit__(self, *exc):
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+        return False
+
+
+def prepare_run_dir(out: str, resume: bool, force: bool) -> None:
+    if resume and force:
+        raise ValueError("--resume and --force contradict each other: choose one")
+    exists = os.path.isdir(out) and bool(os.listdir(out))
+    if resume:
+        ckpt.resolve(out)  # raises FileNotFoundError naming the missing checkpoint
+        return
+    if exists and not force:
+        raise ValueError(f"{out}: the run directory exists; pass --resume to continue that "
+                         f"run or --force to start over")
+    if exists and force:
+        for entry in os.listdir(out):
+            if entry == "cache":  # decoded clips stay valid: they are keyed by content
+                continue
+            path = os.path.join(out, entry)
+            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    os.makedirs(out, exist_ok=True)
+
+
+def train(video, out, resume: bool = False, force: bool = False, **options) -> dict:
+    """Train on ``video``; everything goes to the run directory ``out``.
+
+    Options are the fields of :class:`TrainOptions`. With ``resume=True`` the run
+    continues from ``out/checkpoint.pt`` to ``steps`` (the run's total) with the
+    options stored in the checkpoint (``steps``, ``minutes`` and ``progress`` may be
+    changed). Returns a summary dict (final step, losses, last validation metrics).
+    """
+    out = os.fspath(out)
+    known = {f.name for f in fields(TrainOptions)}
+    unknown = sorted(set(options) - known)
+    if unknown:
+        raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
+    prepare_run_dir(out, resume, force)
+    state_ckpt = ckpt.load(out) if resume else None
+    if state_ckpt is not None:
+        stored = dict(state_ckpt["config"]["train"])
+        changeable = ("steps", "minutes", "progress", "samples")
+        for key, value in options.items():
+            old = stored.get(key)
+            if key not in changeable and value != (tuple(old) if isinstance(old, list)
+                                                   else old):
+                raise ValueError(f"--{key.replace('_', '-')} {value} differs from the run's "
+                                 f"{old}; a resumed run keeps its options (only --steps and "
+                                 f"--minutes may change)")
+        stored.update({k: v for k, v in options.items() if k in changeable})
+        opts = TrainOptions(**{k: v for k, v in stored.items() if k in known})
+        if opts.crop is not None:
+            opts.crop = tuple(opts.crop)
+        video = state_ckpt["config"]["data"]["video"] if video is None else video
+    else:
+        opts = TrainOptions(**options)
+    opts.validate()
+    return _Run(os.fspath(video), out, opts, state_ckpt).run()
+
+
+class _Run:
+    def __init__(self, video: str, out: str, opts: TrainOptions, resume_from: dict | None):
+        self.video, self.out, self.opts = video, out, opts
+        self.device = torch.device(opts.device)
+        torch.manual_seed(opts.seed)
+        random.seed(opts.seed)
+        clip_options = ClipOptions(size=opts.size, fps=opts.fps, crop=opts.crop,
+                                   feature_kind=opts.features, bands=opts.bands,
+                                   chunk=opts.chunk)
+        self.clip = prepare_clip(video, out, clip_options, opts.frames, opts.progress)
+        self.train_clip, self.val_clip = self.clip.train(), self.clip.validation()
+        self.config = {
+            "generator": model_config(opts, self.clip.features.shape[1]),
+            "data": {**asdict(clip_options), "seq_len": opts.frames, "video": video,
+                     "frames": self.clip.num_frames, "split": self.clip.split},
+            "train": asdict(opts),
+        }
+        self.g, self.d_v, self.d_i = build_models(self.config, opts.backend, self.device)
+        betas = (0.3, 0.999)
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=opts.lr_g, betas=betas)
+        self.opt_dv = torch.optim.Adam(self.d_v.parameters(), lr=opts.lr_d, betas=betas)
+        self.opt_di = torch.optim.Adam(self.d_i.parameters(), lr=opts.lr_d, betas=betas)
+        self.sampler = SequenceSampler(self.train_clip.num_frames, opts.frames, opts.batch,
+                                       seed=opts.seed)
+        self.state = None
+        self.step = 0
+        self.log_path = os.path.join(out, "log.jsonl")
+        if resume_from is not None:
+            self._restore(resume_from)
+
+    # -- checkpointing --
+    def _payload(self) -> dict:
+        return {"format": ckpt.FORMAT, "step": self.step, "config": self.config,
+                "generator": self.g.state_dict(),
+                "video_discriminator": self.d_v.state_dict(),
+                "image_discriminator": self.d_i.state_dict(),
+                "optimizer_g": self.opt_g.state_dict(),
+                "optimizer_dv": self.opt_dv.state_dict(),
+                "optimizer_di": self.opt_di.state_dict(),
+                "sampler": self.sampler.state_dict(),
+                "states": to_lists(self.state),
+                "rng": {"torch": torch.get_rng_state(), "python": list(random.getstate()[1]),
+                        "python_version": random.getstate()[0],
+                        "python_gauss": random.getstate()[2]}}
+
+    def save(self) -> None:
+        ckpt.save_atomic(self._payload(), os.path.join(self.out, ckpt.CHECKPOINT_NAME))
+
+    def _restore(self, saved: dict) -> None:
+        try:
+            self.g.load_state_dict(saved["generator"])
+            self.d_v.load_state_dict(saved["video_discriminator"])
+            self.d_i.load_state_dict(saved["image_discriminator"])
+            self.opt_g.load_state_dict(saved["optimizer_g"])
+            self.opt_dv.load_state_dict(saved["optimizer_dv"])
+            self.opt_di.load_state_dict(saved["optimizer_di"])
+            self.sampler.load_state_dict(saved["sampler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ckpt.CheckpointError(f"{self.out}: the checkpoint does not match this run "
+                                       f"({str(exc).splitlines()[0][:160]})") from None
+        state = to_tuples(saved["states"])
+        self.state = None if state is None else tuple(
+            None if s is None else tuple(t.to(self.device) for t in s) for s in state)
+        self.step = int(saved["step"])
+        rng = saved["rng"]
+        torch.set_rng_state(rng["torch"])
+        random.setstate((rng["python_version"], tuple(rng["python"]), rng["python_gauss"]))
+
+    # -- one iteration --
+    def _autocast(self):
+        enabled = self.opts.precision == "bf16"
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=enabled)
+
+    def iteration(self) -> dict:
+        opts, T = self.opts, self.opts.frames
+        starts, reset = self.sampler.next()
+        real, feats = batch_windows(self.train_clip, starts, T)
+        real, feats = real.to(self.device), feats.to(self.device)
+        self.state = reset_rows(self.state, reset.to(self.device))
+        with self._autocast():
+            fake, new_state = self.g(feats, state=self.state)
+        fake = fake.float()
+        perm = real[:, torch.randperm(T)]
+        k = int(torch.randint(T, ()))
+
+        self.opt_dv.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss_dv = (discriminator_loss(opts.loss, self.d_v, real, fake.detach())
+                       + discriminator_loss(opts.loss, self.d_v, real, perm))
+        loss_dv.backward()
+        zero_nonfinite_grads(self.d_v)
+        self.opt_dv.step()
+
+        self.opt_di.zero_grad(set_to_none=True)
+        with self._autocast():
+            loss_di = discriminator_loss(opts.loss, self.d_i, real[:, k], fake[:, k].detach())
+        loss_di.backward()
+        zero_nonfinite_grads(self.d_i)
+        self.opt_di.step()
+
+        self.opt_g.zero_grad(set_to_none=True)
+        with self._autocast():
+            adv = (generator_loss(opts.loss, self.d_v(fake))
+                   + generator_loss(opts.loss, self.d_i(fake[:, k])))
+        l1 = (real - fake).abs().mean()
+        loss_g = adv + opts.l1 * l1
+        loss_g.backward()
+        zero_nonfinite_grads(self.g)
+        self.opt_g.step()
+        self.state = tuple(None if s is None else tuple(t.detach() for t in s)
+                           for s in new_state)
+        self.step += 1
+        return {"loss_g": loss_g.item(), "loss_dv": loss_dv.item(), "loss_di": loss_di.item(),
+                "l1": l1.item()}
+
+    # -- validation --
+    def validate(self) -> dict:
+        from .evaluation import reanimate_holdout, write_sample
+        from .metrics import frame_metrics, to_unit
+
+        # Warm on the last few windows only: validation runs every few hundred steps.
+        fake = reanimate_holdout(self.g, self.clip, self.opts.frames, self.device,
+                                 warmup=4 * self.opts.frames)
+        real = self.val_clip.frames.permute(0, 3, 1, 2).float() / 255
+        metrics = frame_metrics(to_unit(fake), real)
+        if self.opts.samples:
+            write_sample(os.path.join(self.out, "samples", f"step_{self.step:07d}.mp4"),
+                         fake, self.clip)
+        return metrics
+
+    def _log(self, record: dict) -> None:
+        with open(self.log_path, "a") as f:
+            f.write(json.dumps(record) + "\n")
+
+    def run(self) -> dict:
+        from tqdm import tqdm
+
+        opts = self.opts
+        deadline = None if opts.minutes is None else time.monotonic() + 60 * opts.minutes
+        validate_every = opts.validate_every or opts.checkpoint_every
+        losses, metrics, stopped = {}, None, None
+        bar = tqdm(total=opts.steps, initial=self.step, desc="training", unit="it",
+                   disable=not opts.progress)
+        start_time, start_step = time.monotonic(), self.step
+        with _StopFlag() as stop:
+            while self.step < opts.steps:
+                losses = self.iteration()
+                bar.update(1)
+                bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+                if self.step % 10 == 0 or self.step == opts.steps:
+                    rate = (self.step - start_step) / max(time.monotonic() - start_time, 1e-9)
+                    self._log({"step": self.step, **losses, "it_per_s": rate})
+                if self.step % validate_every == 0 or self.step == opts.steps:
+                    self.g.eval()
+                    metrics = self.validate()
+                    self.g.train()
+                    self._log({"step": self.step, "validation": metrics})
+                if self.step % opts.checkpoint_every == 0:
+                    self.save()
+                if stop.signal is not None:
+                    stopped = signal.Signals(stop.signal).name
+                    break
+                if deadline is not None and time.monotonic() >= deadline:
+                    stopped = "time budget"
+                    break
+            self.save()
+        bar.close()
+        summary = {"step": self.step, "steps": opts.steps, "losses": losses,
+                   "validation": metrics, "stopped": stopped, "run_dir": self.out}
+        self._log({"step": self.step, "end": stopped or "done"})
+        return summary
