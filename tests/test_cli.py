@@ -2,7 +2,6 @@
 import json
 import subprocess
 import sys
-import zlib
 
 import pytest
 
@@ -10,28 +9,28 @@ from s2v import __version__
 from s2v.cli import main
 
 
-def test_demo_writes_frames_and_summary(tmp_path, capsys):
+def test_demo_runs_the_whole_product(tmp_path, capsys):
+    pytest.importorskip("av", reason="PyAV is not installed")
     out = tmp_path / "demo"
-    assert main(["demo", "--out", str(out), "--size", "16", "--frames", "3",
-                 "--chunk", "2"]) == 0
-    frames = sorted(p.name for p in out.glob("frame_*.png"))
-    assert frames == ["frame_00000.png", "frame_00001.png", "frame_00002.png"]
-    png = (out / "frame_00001.png").read_bytes()
-    assert png.startswith(b"\x89PNG\r\n\x1a\n") and b"IEND" in png
-    idat = png[png.index(b"IDAT") + 4:png.index(b"IEND") - 8]
-    assert len(zlib.decompress(idat)) == 16 * (1 + 16 * 3)  # filter byte + RGB per row
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["frames"] == 3 and "random weights" in summary["note"]
-    assert "random weights" in capsys.readouterr().out
+    assert main(["demo", "--out", str(out), "--size", "16", "--seconds", "6", "--steps", "2",
+                 "--minutes", "1", "--no-progress"]) == 0
+    text = capsys.readouterr().out
+    assert "mean-frame baseline" in text and "PSNR" in text
+    result = json.loads((out / "demo_result.json").read_text())
+    assert result["steps"] == 2 and isinstance(result["beats_baseline"], bool)
+    # The verdict printed is the one computed.
+    assert ("does NOT beat" in text) == (not result["beats_baseline"])
+    png = (out / "side_by_side.png").read_bytes()
+    assert png.startswith(b"\x89PNG\r\n\x1a\n")
+    assert (out / "reanimated_holdout.mp4").stat().st_size > 0
 
 
 def test_user_errors_print_one_line_and_exit_2(tmp_path, capsys):
-    assert main(["demo", "--out", str(tmp_path), "--size", "24"]) == 2
+    assert main(["demo", "--out", str(tmp_path), "--size", "24", "--no-progress"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "power of two" in err[0]
-    assert main(["demo", "--out", str(tmp_path), "--config", "nope"]) == 2
     with pytest.raises(ValueError, match="power of two"):
-        main(["--debug", "demo", "--out", str(tmp_path), "--size", "24"])
+        main(["--debug", "demo", "--out", str(tmp_path), "--size", "24", "--no-progress"])
 
 
 def test_module_entry_point_reports_version():
