@@ -144,7 +144,7 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
     else:
         clip = decode_clip(path, options, progress)
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = cache_file + ".tmp"
+        tmp = f"{cache_file}.{os.getpid()}.tmp"  # ranks of one run may race here
         torch.save({"frames": clip.frames, "features": clip.features,
                     "options": asdict(options), "source": path}, tmp)
         os.replace(tmp, cache_file)  # a crash never leaves a half-written cache entry

@@ -25,6 +25,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import checkpoint as ckpt
+from .distributed import Context
 from .data import ClipOptions, SequenceSampler, batch_windows, prepare_clip
 from .models import Generator, ImageDiscriminator, VideoDiscriminator, named_config
 from .models.losses import check_loss, discriminator_loss, generator_loss
@@ -194,7 +195,11 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
-    prepare_run_dir(out, resume, force)
+    rank = int(os.environ.get("RANK", "0"))
+    if rank == 0:
+        prepare_run_dir(out, resume, force)
+    elif not os.path.isdir(out):
+        os.makedirs(out, exist_ok=True)
     state_ckpt = ckpt.load(out) if resume else None
     if state_ckpt is not None:
         stored = dict(state_ckpt["config"]["train"])
@@ -221,6 +226,7 @@ class _Run:
     def __init__(self, video: str, out: str, opts: TrainOptions, resume_from: dict | None):
         self.video, self.out, self.opts = video, out, opts
         self.device = torch.device(opts.device)
+        self.dist = Context(self.device)
         torch.manual_seed(opts.seed)
         random.seed(opts.seed)
         clip_options = ClipOptions(size=opts.size, fps=opts.fps, crop=opts.crop,
@@ -239,8 +245,11 @@ class _Run:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=opts.lr_g, betas=betas)
         self.opt_dv = torch.optim.Adam(self.d_v.parameters(), lr=opts.lr_d, betas=betas)
         self.opt_di = torch.optim.Adam(self.d_i.parameters(), lr=opts.lr_d, betas=betas)
+        # Each rank walks its own streams; the weights start equal (same seed above).
         self.sampler = SequenceSampler(self.train_clip.num_frames, opts.frames, opts.batch,
-                                       seed=opts.seed)
+                                       seed=opts.seed + 1000 * self.dist.rank)
+        if self.dist.rank:
+            torch.manual_seed(opts.seed + 1000 * self.dist.rank)
         self.state = None
         self.step = 0
         self.log_path = os.path.join(out, "log.jsonl")
@@ -263,6 +272,8 @@ class _Run:
                         "python_gauss": random.getstate()[2]}}
 
     def save(self) -> None:
+        if not self.dist.main:
+            return
         ckpt.save_atomic(self._payload(), os.path.join(self.out, ckpt.CHECKPOINT_NAME))
 
     def _restore(self, saved: dict) -> None:
@@ -307,6 +318,7 @@ class _Run:
             loss_dv = (discriminator_loss(opts.loss, self.d_v, real, fake.detach())
                        + discriminator_loss(opts.loss, self.d_v, real, perm))
         loss_dv.backward()
+        self.dist.average_gradients(self.d_v)
         zero_nonfinite_grads(self.d_v)
         self.opt_dv.step()
 
@@ -314,6 +326,7 @@ class _Run:
         with self._autocast():
             loss_di = discriminator_loss(opts.loss, self.d_i, real[:, k], fake[:, k].detach())
         loss_di.backward()
+        self.dist.average_gradients(self.d_i)
         zero_nonfinite_grads(self.d_i)
         self.opt_di.step()
 
@@ -324,6 +337,7 @@ class _Run:
         l1 = (real - fake).abs().mean()
         loss_g = adv + opts.l1 * l1
         loss_g.backward()
+        self.dist.average_gradients(self.g)
         zero_nonfinite_grads(self.g)
         self.opt_g.step()
         self.state = tuple(None if s is None else tuple(t.detach() for t in s)
@@ -348,6 +362,8 @@ class _Run:
         return metrics
 
     def _log(self, record: dict) -> None:
+        if not self.dist.main:
+            return
         with open(self.log_path, "a") as f:
             f.write(json.dumps(record) + "\n")
 
@@ -359,7 +375,7 @@ class _Run:
         validate_every = opts.validate_every or opts.checkpoint_every
         losses, metrics, stopped = {}, None, None
         bar = tqdm(total=opts.steps, initial=self.step, desc="training", unit="it",
-                   disable=not opts.progress)
+                   disable=not opts.progress or not self.dist.main)
         start_time, start_step = time.monotonic(), self.step
         with _StopFlag() as stop:
             while self.step < opts.steps:
@@ -369,22 +385,27 @@ class _Run:
                 if self.step % 10 == 0 or self.step == opts.steps:
                     rate = (self.step - start_step) / max(time.monotonic() - start_time, 1e-9)
                     self._log({"step": self.step, **losses, "it_per_s": rate})
-                if self.step % validate_every == 0 or self.step == opts.steps:
+                if self.dist.main and (self.step % validate_every == 0
+                                       or self.step == opts.steps):
                     self.g.eval()
                     metrics = self.validate()
                     self.g.train()
                     self._log({"step": self.step, "validation": metrics})
                 if self.step % opts.checkpoint_every == 0:
                     self.save()
-                if stop.signal is not None:
-                    stopped = signal.Signals(stop.signal).name
+                if self.dist.any(stop.signal is not None):
+                    stopped = signal.Signals(stop.signal or signal.SIGTERM).name
                     break
-                if deadline is not None and time.monotonic() >= deadline:
+                if self.dist.any(deadline is not None and time.monotonic() >= deadline):
                     stopped = "time budget"
                     break
             self.save()
         bar.close()
+        in_sync = self.dist.same_everywhere(self.g)
         summary = {"step": self.step, "steps": opts.steps, "losses": losses,
-                   "validation": metrics, "stopped": stopped, "run_dir": self.out}
-        self._log({"step": self.step, "end": stopped or "done"})
+                   "validation": metrics, "stopped": stopped, "run_dir": self.out,
+                   "ranks": self.dist.world, "ranks_in_sync": in_sync}
+        self._log({"step": self.step, "end": stopped or "done", "ranks": self.dist.world,
+                   "ranks_in_sync": in_sync})
+        self.dist.close()
         return summary

@@ -155,3 +155,19 @@ def test_doctor_lists_backends(capsys):
     assert main(["doctor"]) == 0
     out = capsys.readouterr().out
     assert "torch" in out and "dilated_gru" in out and "eager   available" in out
+
+
+def test_two_rank_gloo_run_keeps_ranks_in_sync(clip, tmp_path):
+    """torchrun with 2 CPU processes: rank 0 writes, gradients are averaged so both
+    ranks end with identical weights."""
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2",
+           "--master-addr", "127.0.0.1", "--master-port", "29517", "-m", "s2v", "train",
+           str(clip), "--out", str(run), "--steps", "2", "--checkpoint-every", "2",
+           "--batch", "2", *TINY]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    end = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
+    assert end["ranks"] == 2 and end["ranks_in_sync"] is True
+    assert ckpt.load(run)["step"] == 2
