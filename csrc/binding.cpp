@@ -16,6 +16,14 @@
 // build path, so it travels in a header instead.
 #include "s2v_build_config.h"
 
+// ---- dilated_gru (begin) ----
+#include "dilated_gru/dilated_gru_torch.h"
+// ---- dilated_gru (end) ----
+
+// ---- video_predictor (begin) ----
+#include "video_predictor/video_predictor_torch.h"
+// ---- video_predictor (end) ----
+
 namespace s2v {
 namespace {
 
@@ -61,4 +69,50 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   // here. CUDA entry points must be wrapped in `#ifdef S2V_WITH_CUDA` so the
   // CPU-only build still links.
   // ---------------------------------------------------------------------
+
+  // ---- dilated_gru (begin) ----
+  // CPU and (built with S2V_WITH_CUDA) CUDA tensors; the device dispatch and the
+  // CUDA launches sit in csrc/dilated_gru/dilated_gru_torch.cpp behind S2V_WITH_CUDA.
+  m.def("dilated_gru_forward", &s2v::dgru::forward, pybind11::arg("x"), pybind11::arg("state"),
+        pybind11::arg("weight_ih"), pybind11::arg("weight_hh"), pybind11::arg("bias_ih"),
+        pybind11::arg("bias_hh"), pybind11::arg("dilation"), pybind11::arg("feedback_weight"),
+        pybind11::arg("feedback_bias"), pybind11::arg("has_state"),
+        "Fused dilated residual GRU stack forward -> [y, hist, new_state] "
+        "(csrc/dilated_gru/dilated_gru_torch.h).");
+  m.def("dilated_gru_backward", &s2v::dgru::backward, pybind11::arg("dy"),
+        pybind11::arg("dnew_state"), pybind11::arg("x"), pybind11::arg("y"),
+        pybind11::arg("hist"), pybind11::arg("weight_ih"), pybind11::arg("weight_hh"),
+        pybind11::arg("bias_ih"), pybind11::arg("bias_hh"), pybind11::arg("dilation"),
+        pybind11::arg("feedback_weight"), pybind11::arg("feedback_bias"),
+        pybind11::arg("has_state"),
+        "Gradients of dilated_gru_forward -> [dx, dstate, dw_ih, dw_hh, db_ih, db_hh, "
+        "dfb_w, dfb_b].");
+  // ---- dilated_gru (end) ----
+
+  // ---- video_predictor (begin) ----
+  // CPU tensors; checks (device, dtype, contiguity, shapes) and the dtype
+  // dispatch sit in csrc/video_predictor/video_predictor_torch.cpp, the
+  // contract in csrc/video_predictor/video_predictor.h.
+  m.def("video_predictor_forward", &s2v::video_predictor::forward, pybind11::arg("x"),
+        pybind11::arg("xh"), pybind11::arg("h0"), pybind11::arg("w_sq"), pybind11::arg("b_sq"),
+        pybind11::arg("w_h"), pybind11::arg("b_h"), pybind11::arg("w_w"), pybind11::arg("b_w"),
+        pybind11::arg("blend_w"), pybind11::arg("blend_b"),
+        "Video prediction layer forward on the CPU -> [y, h_seq].");
+  m.def("video_predictor_backward", &s2v::video_predictor::backward, pybind11::arg("dy"),
+        pybind11::arg("dh_last"), pybind11::arg("dh_seq"), pybind11::arg("x"),
+        pybind11::arg("xh"), pybind11::arg("h0"), pybind11::arg("h_seq"), pybind11::arg("w_sq"),
+        pybind11::arg("b_sq"), pybind11::arg("w_h"), pybind11::arg("b_h"), pybind11::arg("w_w"),
+        pybind11::arg("b_w"), pybind11::arg("blend_w"), pybind11::arg("blend_b"),
+        "Gradients of video_predictor_forward -> [dx, dxh, dh0, dw_sq, db_sq, dw_h, db_h, "
+        "dw_w, db_w, dblend_w, dblend_b].");
+  m.def("dirconv_gru_forward", &s2v::video_predictor::cell_forward, pybind11::arg("x"),
+        pybind11::arg("h0"), pybind11::arg("weight"), pybind11::arg("bias"),
+        pybind11::arg("orientation"), pybind11::arg("direction"),
+        "One (directional) ConvGRU cell over a sequence on the CPU -> h_seq.");
+  m.def("dirconv_gru_backward", &s2v::video_predictor::cell_backward, pybind11::arg("dh_seq"),
+        pybind11::arg("x"), pybind11::arg("h0"), pybind11::arg("h_seq"),
+        pybind11::arg("weight"), pybind11::arg("bias"), pybind11::arg("orientation"),
+        pybind11::arg("direction"),
+        "Gradients of dirconv_gru_forward -> [dx, dh0, dweight, dbias].");
+  // ---- video_predictor (end) ----
 }

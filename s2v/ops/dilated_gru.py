@@ -19,13 +19,14 @@ of the last layer, ``state[L-1][:, 0]`` (the published call-boundary rule).
 from __future__ import annotations
 
 import math
-from typing import Tuple
+from typing import List, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 
 from ._validation import (check_float_tensor, check_positive_int, check_same_device_dtype,
                           check_shape, check_state_tuple)
+from .._extension import build_info, extension_available, load_extension
 from .backend import OpBackends
 
 MAX_LAYERS = 8
@@ -111,8 +112,145 @@ def validate_dilated_gru(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilat
                           "[B, dilation**l, D]", x, "one per layer")
 
 
+# ---------------------------------------------------------------------------
+# Fused kernels (s2v._C, csrc/dilated_gru/): torch.library custom ops so that
+# torch.compile traces through them (fake implementations give the shapes) and
+# autograd reaches x, every parameter and the incoming state.
+#
+# The state travels as one tensor [B, S, D], S = sum_l dilation**l (the layers'
+# states concatenated along dim 1); ``hist`` [B, R, D], R = sum_l (dilation**l +
+# T), is every layer's incoming state followed by its T hidden states
+# (csrc/dilated_gru/dilated_gru.h): all the backward needs besides x and y.
+# ---------------------------------------------------------------------------
+
+def _spans(L: int, dilation: int):
+    return [dilation ** l for l in range(L)]
+
+
+@torch.library.custom_op("s2v::dilated_gru_fwd", mutates_args=())
+def _dilated_gru_fwd(x: torch.Tensor, state: torch.Tensor, weight_ih: torch.Tensor,
+                     weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                     dilation: int, feedback_weight: Optional[torch.Tensor],
+                     feedback_bias: Optional[torch.Tensor], has_state: bool
+                     ) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """-> (y [B, T, D], hist [B, R, D], new_state [B, S, D]); contiguous inputs."""
+    y, hist, new_state = load_extension().dilated_gru_forward(
+        x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation, feedback_weight,
+        feedback_bias, has_state)
+    return y, hist, new_state
+
+
+@_dilated_gru_fwd.register_fake
+def _(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation, feedback_weight,
+      feedback_bias, has_state):
+    B, T, D = x.shape
+    spans = _spans(weight_ih.shape[0], dilation)
+    rows = sum(spans) + len(spans) * T
+    return x.new_empty(B, T, D), x.new_empty(B, rows, D), x.new_empty(B, sum(spans), D)
+
+
+@torch.library.custom_op("s2v::dilated_gru_bwd", mutates_args=())
+def _dilated_gru_bwd(dy: torch.Tensor, dnew_state: torch.Tensor, x: torch.Tensor,
+                     y: torch.Tensor, hist: torch.Tensor, weight_ih: torch.Tensor,
+                     weight_hh: torch.Tensor, bias_ih: torch.Tensor, bias_hh: torch.Tensor,
+                     dilation: int, feedback_weight: Optional[torch.Tensor],
+                     feedback_bias: Optional[torch.Tensor], has_state: bool
+                     ) -> List[torch.Tensor]:
+    """-> [dx, dstate, dweight_ih, dweight_hh, dbias_ih, dbias_hh, dfb_w, dfb_b] (the last
+    two empty without feedback)."""
+    return list(load_extension().dilated_gru_backward(
+        dy, dnew_state, x, y, hist, weight_ih, weight_hh, bias_ih, bias_hh, dilation,
+        feedback_weight, feedback_bias, has_state))
+
+
+@_dilated_gru_bwd.register_fake
+def _(dy, dnew_state, x, y, hist, weight_ih, weight_hh, bias_ih, bias_hh, dilation,
+      feedback_weight, feedback_bias, has_state):
+    fb = feedback_weight is not None
+    return [torch.empty_like(x), torch.empty_like(dnew_state), torch.empty_like(weight_ih),
+            torch.empty_like(weight_hh), torch.empty_like(bias_ih), torch.empty_like(bias_hh),
+            torch.empty_like(feedback_weight) if fb else x.new_empty(0),
+            torch.empty_like(feedback_bias) if fb else x.new_empty(0)]
+
+
+def _fwd_setup_context(ctx, inputs, output):
+    (x, _state, weight_ih, weight_hh, bias_ih, bias_hh, dilation, feedback_weight,
+     feedback_bias, has_state) = inputs
+    y, hist, _new_state = output
+    ctx.dilation = dilation
+    ctx.has_state = has_state
+    ctx.feedback = feedback_weight is not None
+    ctx.mark_non_differentiable(hist)
+    saved = [x, y, hist, weight_ih, weight_hh, bias_ih, bias_hh]
+    if ctx.feedback:
+        saved += [feedback_weight, feedback_bias]
+    ctx.save_for_backward(*saved)
+
+
+def _fwd_backward(ctx, dy, _dhist, dnew_state):
+    x, y, hist, weight_ih, weight_hh, bias_ih, bias_hh, *fb = ctx.saved_tensors
+    fb_w, fb_b = fb if ctx.feedback else (None, None)
+    B, T, D = x.shape
+    S = sum(_spans(weight_ih.shape[0], ctx.dilation))
+    # Outputs nobody used arrive as None; the kernel wants dense zeros.
+    dy = torch.zeros_like(y) if dy is None else dy.contiguous()
+    dnew_state = (x.new_zeros(B, S, D) if dnew_state is None else dnew_state.contiguous())
+    g = _dilated_gru_bwd(dy, dnew_state, x, y, hist, weight_ih, weight_hh, bias_ih, bias_hh,
+                         ctx.dilation, fb_w, fb_b, ctx.has_state)
+    dx, dstate, dw_ih, dw_hh, db_ih, db_hh, dfb_w, dfb_b = g
+    if not ctx.feedback:
+        dfb_w = dfb_b = None
+    return dx, dstate, dw_ih, dw_hh, db_ih, db_hh, None, dfb_w, dfb_b, None
+
+
+_dilated_gru_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
+
+
+def _dilated_gru_fused(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation=2,
+                       feedback_weight=None, feedback_bias=None):
+    """The fused stack on x's device (backends 'cpu' and 'cuda'); same contract as
+    :func:`dilated_gru_ref`. Non-contiguous inputs are copied to contiguous ones."""
+    B, T, D = x.shape
+    spans = _spans(weight_ih.shape[0], dilation)
+    if state is None:
+        state_flat = x.new_zeros(B, sum(spans), D)
+    else:
+        state_flat = torch.cat([s.contiguous() for s in state], dim=1)
+    fb_w = None if feedback_weight is None else feedback_weight.contiguous()
+    fb_b = None if feedback_bias is None else feedback_bias.contiguous()
+    y, _hist, new_state = _dilated_gru_fwd(
+        x.contiguous(), state_flat, weight_ih.contiguous(), weight_hh.contiguous(),
+        bias_ih.contiguous(), bias_hh.contiguous(), dilation, fb_w, fb_b, state is not None)
+    return y, tuple(new_state.split(spans, dim=1))
+
+
+_FUSED_DTYPES = {"cpu": (torch.float32, torch.bfloat16, torch.float64),
+                 "cuda": (torch.float32, torch.bfloat16)}
+
+
+def _cpu_unavailable():
+    if not extension_available():
+        return build_info()["error"]
+    return None
+
+
+def _cuda_unavailable():
+    info = build_info()
+    if not info["available"]:
+        return info["error"]
+    if not info["with_cuda"]:
+        return ("s2v._C was built without its CUDA part; build s2v on a machine with a CUDA "
+                "toolkit and a CUDA build of torch: `S2V_BUILD_CUDA=1 pip install "
+                "--no-build-isolation -e .`")
+    if not torch.cuda.is_available():
+        return "torch.cuda.is_available() is False: no usable CUDA GPU in this process"
+    return None
+
+
 dilated_gru_backends = OpBackends("dilated_gru")
 dilated_gru_backends.register("eager", dilated_gru_ref)
+dilated_gru_backends.register("cpu", _dilated_gru_fused, _cpu_unavailable)
+dilated_gru_backends.register("cuda", _dilated_gru_fused, _cuda_unavailable)
 
 
 def dilated_gru(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation: int = 2,
@@ -125,13 +263,23 @@ def dilated_gru(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation: int 
         weight_ih, weight_hh: ``[L, 3D, D]``; bias_ih, bias_hh: ``[L, 3D]``.
         dilation: base of the per-layer dilation ``dilation ** l`` (>= 1).
         feedback_weight, feedback_bias: ``[D, D]``, ``[D]`` for the feedback variant.
-        backend: ``'auto'``, ``'eager'``, ``'cpu'``, ``'triton'`` or ``'cuda'``.
+        backend: ``'auto'``, ``'eager'``, ``'cpu'``, ``'triton'`` or ``'cuda'``. The fused
+            ``'cpu'`` kernel (s2v._C) takes float32, bfloat16 (float32 arithmetic) and
+            float64; ``'cuda'`` float32 and bfloat16. ``'auto'`` picks the fused kernel
+            of x's device when it is built and takes x's dtype, else ``'eager'``.
 
     Returns:
-        ``(y [B, T, D], new_state)``; new_state is not detached here.
+        ``(y [B, T, D], new_state)``; new_state is not detached here. Gradients flow
+        to x, every weight and bias, and the tensors of ``state``.
     """
     validate_dilated_gru(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation,
                          feedback_weight, feedback_bias)
     impl = dilated_gru_backends.resolve(backend, x.device)
+    if impl is _dilated_gru_fused and x.dtype not in _FUSED_DTYPES.get(x.device.type, ()):
+        if backend != "auto":
+            have = ", ".join(str(t).replace("torch.", "") for t in _FUSED_DTYPES[x.device.type])
+            raise TypeError(f"x: backend {backend!r} of dilated_gru takes {have} on "
+                            f"{x.device.type}, got {x.dtype}; use backend='eager'")
+        impl = dilated_gru_ref
     return impl(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation,
                 feedback_weight, feedback_bias)

@@ -127,8 +127,154 @@ def validate_dirconv_gru(x, h0, weight, bias, orientation, direction) -> None:
     check_same_device_dtype("x", x, weight=weight, bias=bias, state=h0)
 
 
+# ---------------------------------------------------------------------------
+# Fused kernels. The CPU kernel is C++ (csrc/video_predictor/, the same code as
+# the video predictor layer run with one flow of the cell's orientation and
+# direction, entry point s2v._C.dirconv_gru_forward/backward); CUDA tensors go
+# to the Triton module s2v.kernels.video_predictor when it offers a single-cell
+# entry point. Both sit behind the custom ops s2v::dirconv_gru_fwd/_bwd so that
+# torch.compile sees one opaque node with a fake (shape-only) implementation.
+# ---------------------------------------------------------------------------
+
+_ORIENTATION_CODE = {None: 0, "h": 1, "w": 2}
+_REBUILD = "pip install --no-build-isolation -e ."
+_UNSET = object()
+_cpu_reason = _UNSET
+
+
+@torch.compiler.assume_constant_result
+def cpu_kernels_unavailable() -> str | None:
+    """None when s2v._C has the video predictor's CPU kernels, else why not and how to get them.
+
+    Shared by ``dirconv_gru`` and ``video_predictor``; computed once (the
+    extension cannot appear later in the process) and a constant under
+    torch.compile.
+    """
+    global _cpu_reason
+    if _cpu_reason is _UNSET:
+        from .._extension import load_extension
+        try:
+            ext = load_extension()
+        except RuntimeError as exc:
+            _cpu_reason = str(exc)
+        else:
+            _cpu_reason = None if hasattr(ext, "video_predictor_forward") else (
+                "the installed s2v._C predates the video predictor's CPU kernels; rebuild it "
+                f"from the s2v source tree: `{_REBUILD}`")
+    return _cpu_reason
+
+
+def _ext():
+    from .._extension import load_extension
+    return load_extension()
+
+
+def _triton_module():
+    """s2v.kernels.video_predictor (imported lazily: triton is optional and GPU-only)."""
+    from ..kernels import video_predictor
+    return video_predictor
+
+
+@torch.library.custom_op("s2v::dirconv_gru_fwd", mutates_args=())
+def dirconv_gru_fwd(x: torch.Tensor, h0: torch.Tensor, weight: torch.Tensor,
+                    bias: torch.Tensor, orientation: int, direction: int) -> torch.Tensor:
+    """One cell over a sequence: ``x [B,T,C,H,W]``, ``h0 [B,Ch,H,W]``, weight/bias in the
+    module's layout, ``orientation`` 0 (square) / 1 ('h') / 2 ('w'), ``direction`` ±1
+    -> ``h_seq [B,T,Ch,H,W]``. Inputs contiguous, one dtype and device."""
+    raise NotImplementedError(f"s2v::dirconv_gru_fwd has no kernel for {x.device.type} tensors")
+
+
+@dirconv_gru_fwd.register_kernel("cpu")
+def _(x, h0, weight, bias, orientation, direction):
+    return _ext().dirconv_gru_forward(x, h0, weight, bias, orientation, direction)
+
+
+@dirconv_gru_fwd.register_kernel("cuda")
+def _(x, h0, weight, bias, orientation, direction):
+    # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
+    return _triton_module().dirconv_gru_fwd(x, h0, weight, bias, orientation, direction)
+
+
+@dirconv_gru_fwd.register_fake
+def _(x, h0, weight, bias, orientation, direction):
+    B, T, _, H, W = x.shape
+    return x.new_empty(B, T, weight.shape[1], H, W)
+
+
+@torch.library.custom_op("s2v::dirconv_gru_bwd", mutates_args=())
+def dirconv_gru_bwd(dh_seq: torch.Tensor, x: torch.Tensor, h0: torch.Tensor,
+                    h_seq: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    orientation: int, direction: int
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`dirconv_gru_fwd` given ``dh_seq [B,T,Ch,H,W]`` (the gradient of
+    every returned state) -> ``(dx, dh0, dweight, dbias)``."""
+    raise NotImplementedError(f"s2v::dirconv_gru_bwd has no kernel for {x.device.type} tensors")
+
+
+@dirconv_gru_bwd.register_kernel("cpu")
+def _(dh_seq, x, h0, h_seq, weight, bias, orientation, direction):
+    return tuple(_ext().dirconv_gru_backward(dh_seq, x, h0, h_seq, weight, bias, orientation,
+                                             direction))
+
+
+@dirconv_gru_bwd.register_kernel("cuda")
+def _(dh_seq, x, h0, h_seq, weight, bias, orientation, direction):
+    # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
+    return tuple(_triton_module().dirconv_gru_bwd(dh_seq, x, h0, h_seq, weight, bias,
+                                                  orientation, direction))
+
+
+@dirconv_gru_bwd.register_fake
+def _(dh_seq, x, h0, h_seq, weight, bias, orientation, direction):
+    return (torch.empty_like(x), torch.empty_like(h0), torch.empty_like(weight),
+            torch.empty_like(bias))
+
+
+def _dirconv_setup_context(ctx, inputs, output):
+    x, h0, weight, bias, orientation, direction = inputs
+    ctx.orientation, ctx.direction = orientation, direction
+    ctx.save_for_backward(x, h0, weight, bias, output)
+
+
+def _dirconv_backward(ctx, dh_seq):
+    x, h0, weight, bias, h_seq = ctx.saved_tensors
+    dx, dh0, dw, db = torch.ops.s2v.dirconv_gru_bwd(dh_seq.contiguous(), x, h0, h_seq, weight,
+                                                    bias, ctx.orientation, ctx.direction)
+    return dx, dh0, dw, db, None, None
+
+
+dirconv_gru_fwd.register_autograd(_dirconv_backward, setup_context=_dirconv_setup_context)
+
+
+def dirconv_gru_fused(x, h0, weight, bias, orientation=None, direction: int = 1):
+    """The 'cpu'/'triton' implementation: the custom op on contiguous inputs."""
+    B, _, _, H, W = x.shape
+    h0 = x.new_zeros(B, weight.shape[1], H, W) if h0 is None else h0.contiguous()
+    return torch.ops.s2v.dirconv_gru_fwd(x.contiguous(), h0, weight.contiguous(),
+                                         bias.contiguous(), _ORIENTATION_CODE[orientation],
+                                         int(direction))
+
+
+@torch.compiler.assume_constant_result
+def triton_single_cell_unavailable() -> str | None:
+    from ..kernels._triton_support import triton_available
+    if not triton_available():
+        return ("Triton is not installed; install it (`pip install triton`, Linux with an "
+                "NVIDIA GPU) or use backend='auto'")
+    try:
+        module = _triton_module()
+    except ImportError as exc:
+        return f"s2v.kernels.video_predictor cannot be imported ({exc}); use backend='auto'"
+    if not hasattr(module, "dirconv_gru_fwd"):
+        return ("s2v.kernels.video_predictor has no single-cell kernel (dirconv_gru_fwd) in "
+                "this version of s2v; use backend='eager' or 'auto'")
+    return None
+
+
 dirconv_gru_backends = OpBackends("dirconv_gru")
 dirconv_gru_backends.register("eager", dirconv_gru_ref)
+dirconv_gru_backends.register("cpu", dirconv_gru_fused, cpu_kernels_unavailable)
+dirconv_gru_backends.register("triton", dirconv_gru_fused, triton_single_cell_unavailable)
 
 
 def dirconv_gru(x: torch.Tensor, h0: torch.Tensor | None, weight: torch.Tensor,

@@ -31,7 +31,8 @@ import torch.nn.functional as F
 from ._validation import (check_float_tensor, check_same_device_dtype, check_shape,
                           check_state_tuple)
 from .backend import OpBackends
-from .dirconv_gru import dirconv_gru_ref, validate_dirconv_gru
+from .dirconv_gru import (_ext, _triton_module, cpu_kernels_unavailable, dirconv_gru_ref,
+                          validate_dirconv_gru)
 
 # (cell index, orientation, direction) of each flow of the directional layer.
 FLOWS = ((0, None, 1), (1, "h", 1), (1, "h", -1), (2, "w", 1), (2, "w", -1))
@@ -97,8 +98,151 @@ def validate_video_predictor(x, xh, state, weights, biases, blend_weight, blend_
                           "one per flow")
 
 
+# ---------------------------------------------------------------------------
+# Fused kernels behind the custom ops s2v::video_predictor_fwd / _bwd.
+#
+# FUNCTIONAL CONTRACT (the same for the C++ CPU kernel, csrc/video_predictor/,
+# and the Triton GPU kernels, kernels/video_predictor.py):
+#   forward(x [B,T,C,H,W], xh [B,T,C,H,W], h0 [F,B,Ch,H,W], w_sq [3,Ch,C+Ch,k,k],
+#           b_sq [3,Ch], w_h [3,Ch,C+Ch,taps], b_h [3,Ch], w_w [3,Ch,C+Ch,taps],
+#           b_w [3,Ch], blend_w [C+1,5Ch], blend_b [C+1])
+#     -> (y [B,T,C,H,W], h_seq [F,B,T,Ch,H,W])
+#   Directional: F = 5, Ch = C, flows in FLOWS order. Basic: F = 1, Ch = C+1,
+#   w_h, b_h, w_w, b_w, blend_w, blend_b empty (numel 0), y the blend of
+#   h_seq[0] itself. The new state is h_seq[:, :, -1].
+#   backward(dy, dh_seq [F,B,T,Ch,H,W], x, xh, h0, h_seq, weights...)
+#     -> (dx, dxh, dh0, dw_sq, db_sq, dw_h, db_h, dw_w, db_w, dblend_w, dblend_b)
+#   Inputs contiguous, one dtype (float32, bfloat16 with fp32 accumulation,
+#   float16; the CPU kernel also float64), one device.
+# dh_seq is the gradient of every returned state (both kernels use all of it;
+# the Triton launcher also accepts the last frame's gradient alone).
+# ---------------------------------------------------------------------------
+
+
+@torch.library.custom_op("s2v::video_predictor_fwd", mutates_args=())
+def video_predictor_fwd(x: torch.Tensor, xh: torch.Tensor, h0: torch.Tensor,
+                        w_sq: torch.Tensor, b_sq: torch.Tensor, w_h: torch.Tensor,
+                        b_h: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
+                        blend_w: torch.Tensor, blend_b: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    """The layer's forward per the contract above -> ``(y, h_seq)``."""
+    raise NotImplementedError(
+        f"s2v::video_predictor_fwd has no kernel for {x.device.type} tensors")
+
+
+@video_predictor_fwd.register_kernel("cpu")
+def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    return tuple(_ext().video_predictor_forward(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w,
+                                                blend_w, blend_b))
+
+
+@video_predictor_fwd.register_kernel("cuda")
+def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
+    return tuple(_triton_module().video_predictor_fwd(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w,
+                                                      b_w, blend_w, blend_b))
+
+
+@video_predictor_fwd.register_fake
+def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    B, T, C, H, W = x.shape
+    flows = len(FLOWS) if w_h.numel() else 1
+    return x.new_empty(B, T, C, H, W), x.new_empty(flows, B, T, w_sq.shape[1], H, W)
+
+
+@torch.library.custom_op("s2v::video_predictor_bwd", mutates_args=())
+def video_predictor_bwd(dy: torch.Tensor, dh_seq: torch.Tensor, x: torch.Tensor,
+                        xh: torch.Tensor, h0: torch.Tensor, h_seq: torch.Tensor,
+                        w_sq: torch.Tensor, b_sq: torch.Tensor, w_h: torch.Tensor,
+                        b_h: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
+                        blend_w: torch.Tensor, blend_b: torch.Tensor
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                   torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                   torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`video_predictor_fwd` given ``dy`` and ``dh_seq [F,B,T,Ch,H,W]``
+    -> ``(dx, dxh, dh0, dw_sq, db_sq, dw_h, db_h, dw_w, db_w, dblend_w, dblend_b)``."""
+    raise NotImplementedError(
+        f"s2v::video_predictor_bwd has no kernel for {x.device.type} tensors")
+
+
+@video_predictor_bwd.register_kernel("cpu")
+def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    return tuple(_ext().video_predictor_backward(dy, x.new_empty(0), dh_seq, x, xh, h0, h_seq,
+                                                 w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w,
+                                                 blend_b))
+
+
+@video_predictor_bwd.register_kernel("cuda")
+def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
+    # The full per-frame gradient, so losses on intermediate states backpropagate too.
+    return tuple(_triton_module().video_predictor_bwd(dy, dh_seq.contiguous(), x, xh, h0,
+                                                      h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w,
+                                                      blend_w, blend_b))
+
+
+@video_predictor_bwd.register_fake
+def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    return tuple(torch.empty_like(t) for t in
+                 (x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b))
+
+
+def _vp_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs, output[1])
+
+
+def _vp_backward(ctx, dy, dh_seq):
+    *inputs, h_seq = ctx.saved_tensors
+    x, xh, h0 = inputs[:3]
+    dy = torch.zeros_like(x) if dy is None else dy.contiguous()
+    dh_seq = torch.zeros_like(h_seq) if dh_seq is None else dh_seq.contiguous()
+    grads = torch.ops.s2v.video_predictor_bwd(dy, dh_seq, x, xh, h0, h_seq, *inputs[3:])
+    return tuple(None if inp.numel() == 0 else g for inp, g in zip(inputs, grads))
+
+
+video_predictor_fwd.register_autograd(_vp_backward, setup_context=_vp_setup_context)
+
+
+def video_predictor_fused(x, xh, state, weights, biases, blend_weight, blend_bias):
+    """The 'cpu'/'triton' implementation (same signature as :func:`video_predictor_ref`):
+    packs the arguments for the custom op, which runs the kernel of x's device."""
+    B, T, C, H, W = x.shape
+    directional = len(weights) == 3
+    flows = len(FLOWS) if directional else 1
+    C_hid = weights[0].shape[1]
+    if state is None:
+        h0 = x.new_zeros(flows, B, C_hid, H, W)
+    else:
+        h0 = torch.stack(tuple(state))
+    empty = x.new_empty(0)
+    if directional:
+        rest = (weights[1], biases[1], weights[2], biases[2], blend_weight, blend_bias)
+    else:
+        rest = (empty,) * 6
+    y, h_seq = torch.ops.s2v.video_predictor_fwd(
+        x.contiguous(), xh.contiguous(), h0, weights[0].contiguous(), biases[0].contiguous(),
+        *(t.contiguous() for t in rest))
+    return y, tuple(h_seq[f, :, -1] for f in range(flows))
+
+
+@torch.compiler.assume_constant_result
+def triton_unavailable() -> str | None:
+    """None when the Triton kernels can be used, else why not and how to get them."""
+    from ..kernels._triton_support import triton_available
+    if not triton_available():
+        return ("Triton is not installed; install it (`pip install triton`, Linux with an "
+                "NVIDIA GPU) or use backend='auto'")
+    try:
+        _triton_module()
+    except ImportError as exc:
+        return f"s2v.kernels.video_predictor cannot be imported ({exc}); use backend='auto'"
+    return None
+
+
 video_predictor_backends = OpBackends("video_predictor")
 video_predictor_backends.register("eager", video_predictor_ref)
+video_predictor_backends.register("cpu", video_predictor_fused, cpu_kernels_unavailable)
+video_predictor_backends.register("triton", video_predictor_fused, triton_unavailable)
 
 
 def video_predictor(x: torch.Tensor, xh: torch.Tensor | None, state, weights, biases,

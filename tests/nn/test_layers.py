@@ -110,7 +110,40 @@ def test_bad_arguments_raise_clear_errors():
 
 @pytest.mark.parametrize("backend", ["cpu", "triton", "cuda"])
 def test_unimplemented_backend_says_why_and_how(backend):
-    with pytest.raises(BackendUnavailableError, match="backend='eager' or 'auto'"):
-        VideoPredictor(4, backend=backend)
-    with pytest.raises(BackendUnavailableError, match="dilated_gru"):
-        DilatedResidualGRU(4, backend=backend)
+    if backend == "cuda":  # the video predictor's GPU kernels are Triton, not CUDA C++
+        with pytest.raises(BackendUnavailableError, match="backend='eager' or 'auto'"):
+            VideoPredictor(4, backend=backend)
+    elif backend == "cpu":  # C++ in s2v._C
+        from s2v._extension import build_info
+        if build_info()["available"]:
+            assert VideoPredictor(4, backend="cpu").backend == "cpu"
+            assert DirConvGRU(4, 4, backend="cpu").backend == "cpu"
+        else:
+            with pytest.raises(BackendUnavailableError, match="pip install"):
+                VideoPredictor(4, backend="cpu")
+    else:
+        from s2v.kernels._triton_support import triton_available
+        if triton_available():
+            assert VideoPredictor(4, backend="triton").backend == "triton"
+            with pytest.raises(BackendUnavailableError, match="cuda tensors"):
+                VideoPredictor(4, backend="triton")(torch.randn(1, 1, 4, 3, 3))
+        else:
+            with pytest.raises(BackendUnavailableError, match="Triton is not installed"):
+                VideoPredictor(4, backend="triton")
+    if backend == "triton":
+        with pytest.raises(BackendUnavailableError, match="dilated_gru"):
+            DilatedResidualGRU(4, backend=backend)
+
+
+def test_dilated_gru_fused_backends_say_why_when_unavailable():
+    # 'cpu' needs s2v._C; 'cuda' also needs its CUDA part and a GPU.
+    from s2v._extension import build_info
+    info = build_info()
+    if info["available"]:
+        assert DilatedResidualGRU(4, backend="cpu").backend == "cpu"
+    else:
+        with pytest.raises(BackendUnavailableError, match="pip install"):
+            DilatedResidualGRU(4, backend="cpu")
+    if not (info["with_cuda"] and torch.cuda.is_available()):
+        with pytest.raises(BackendUnavailableError, match="CUDA|cuda"):
+            DilatedResidualGRU(4, backend="cuda")

@@ -1,0 +1,365 @@
+// CUDA kernels of the fused dilated residual GRU stack (API, layouts and
+// buffer lifetimes: dilated_gru.h; per-unit arithmetic: dilated_gru_cell.h,
+// shared with the CPU scan). Only CUDA's own headers: the torch side lives in
+// dilated_gru_torch.cpp.
+//
+// One block per batch element runs the whole stack over all T steps in one
+// launch. Without feedback the layers form a wavefront: in super-step s,
+// layer l works on step s - l, so the block meets T + L - 1 pairs of barriers
+// instead of T * L. Each thread owns (layer, unit) pairs; the layers hand u to
+// each other through shared memory (double-buffered by super-step parity), and
+// the transposed recurrent weights W_hh^T of every layer live in shared memory
+// for the whole sequence when they fit (L * 3D * D floats; 157 KB at D = 66,
+// L = 3), else they are read through the read-only cache.
+// With feedback, layer 0 at t needs layer L-1 at t-1, so the super-steps are
+// the (t, l) pairs in order.
+//
+// Backward: one launch walks the same schedule in reverse from the saved
+// hidden states, with the gate pre-activations recomputed by the caller as
+// GEMMs; phase A forms every unit's gate gradients, phase B the transposed
+// products W^T dg that need all of them. Weight gradients are GEMMs again
+// (caller).
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include "dilated_gru/dilated_gru.h"
+#include "dilated_gru/dilated_gru_cell.h"
+
+namespace s2v {
+namespace dgru {
+namespace {
+
+struct Params {
+  int64_t T, D;
+  int L;
+  bool feedback, has_state, whh_smem;
+  int64_t span[kMaxLayers];
+  int64_t seg[kMaxLayers];
+  int64_t R;
+  const float* gi0;
+  const float* u0;
+  const float* w_ih;  // forward: [L, D, 3D] transposed; backward: [L, 3D, D]
+  const float* w_hh;
+  const float* b_ih;
+  const float* b_hh;
+  void* hist;
+  void* y;
+  // backward
+  const float* gi;
+  const float* gh;
+  const float* u;
+  const float* histf;
+  const float* dy;
+  float* dhist;
+  float* dgi;
+  float* dgh;
+  float* du0;
+  int64_t B;
+};
+
+template <typename S> struct Io;
+template <> struct Io<float> {
+  static __device__ __forceinline__ float load(const float* p) { return *p; }
+  static __device__ __forceinline__ float round(float v) { return v; }
+  static __device__ __forceinline__ void store(float* p, float v) { *p = v; }
+};
+template <> struct Io<__nv_bfloat16> {
+  static __device__ __forceinline__ float load(const __nv_bfloat16* p) {
+    return __bfloat162float(*p);
+  }
+  static __device__ __forceinline__ float round(float v) {
+    return __bfloat162float(__float2bfloat16_rn(v));
+  }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
+    *p = __float2bfloat16_rn(v);
+  }
+};
+
+__device__ __forceinline__ int64_t step_of(const Params& p, int64_t s, int l, bool reverse) {
+  if (p.feedback) {
+    const int64_t t = s / p.L;
+    if (s % p.L != (reverse ? p.L - 1 - l : l)) return -1;
+    return reverse ? p.T - 1 - t : t;
+  }
+  const int64_t t = reverse ? p.T - 1 - s + (p.L - 1 - l) : s - l;
+  return (t >= 0 && t < p.T) ? t : -1;
+}
+
+__host__ __device__ __forceinline__ int64_t super_steps(int64_t T, int L, bool feedback) {
+  return feedback ? T * L : T + L - 1;
+}
+
+// Shared memory of the forward, in floats:
+//   ubuf [2][L+1][D] | hvec [L][D] | yprev [D] | whh_t [L][D][3D] (when it fits)
+template <typename S>
+__global__ void forward_kernel(Params p) {
+  extern __shared__ float smem[];
+  const int64_t D = p.D, D3 = 3 * D, T = p.T;
+  const int L = p.L;
+  const int64_t b = blockIdx.x;
+  float* ubuf = smem;
+  float* hvec = ubuf + 2 * (L + 1) * D;
+  float* yprev = hvec + L * D;
+  float* whh_s = yprev + D;
+  S* H = static_cast<S*>(p.hist) + b * p.R * D;
+  S* Y = static_cast<S*>(p.y) + b * T * D;
+  const int64_t items = L * D;
+
+  if (p.whh_smem) {
+    for (int64_t i = threadIdx.x; i < L * D * D3; i += blockDim.x) whh_s[i] = __ldg(p.w_hh + i);
+  }
+  const float* whh = p.whh_smem ? whh_s : p.w_hh;
+  __syncthreads();
+
+  const int64_t steps = super_steps(T, L, p.feedback);
+  for (int64_t s = 0; s < steps; ++s) {
+    float* uin_buf = ubuf + ((s - 1) & 1) * (L + 1) * D;
+    float* uout_buf = ubuf + (s & 1) * (L + 1) * D;
+    // Stage the full vectors this super-step reads: h_prev of every active
+    // layer, and layer 0's input (plus y_{t-1} with feedback).
+    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+      const int l = static_cast<int>(i / D);
+      const int64_t k = i - l * D;
+      const int64_t t = step_of(p, s, l, false);
+      if (t < 0) continue;
+      hvec[i] = Io<S>::load(H + (p.seg[l] + t) * D + k);
+      if (l == 0) {
+        float prev = 0.0f;
+        if (p.feedback) {
+          if (t > 0) prev = Io<S>::load(Y + (t - 1) * D + k);
+          else if (p.has_state) prev = Io<S>::load(H + p.seg[L - 1] * D + k);
+          yprev[k] = prev;
+        }
+        uin_buf[k] = p.u0[(b * T + t) * D + k] + prev;
+      }
+    }
+    __syncthreads();
+    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+      const int l = static_cast<int>(i / D);
+      const int64_t j = i - l * D;
+      const int64_t t = step_of(p, s, l, false);
+      if (t < 0) continue;
+      float ir, iz, in_;
+      const float* wi = p.w_ih + l * D * D3 + j;
+      if (l == 0) {
+        const float* g = p.gi0 + (b * T + t) * D3;
+        ir = g[j];
+        iz = g[D + j];
+        in_ = g[2 * D + j];
+        if (p.feedback) {
+          for (int64_t k = 0; k < D; ++k) {
+            const float v = yprev[k];
+            ir += __ldg(wi + k * D3) * v;
+            iz += __ldg(wi + k * D3 + D) * v;
+            in_ += __ldg(wi + k * D3 + 2 * D) * v;
+          }
+        }
+      } else {
+        const float* bi = p.b_ih + l * D3;
+        ir = __ldg(bi + j);
+        iz = __ldg(bi + D + j);
+        in_ = __ldg(bi + 2 * D + j);
+        const float* uv = uin_buf + l * D;
+        for (int64_t k = 0; k < D; ++k) {
+          const float v = uv[k];
+          ir += __ldg(wi + k * D3) * v;
+          iz += __ldg(wi + k * D3 + D) * v;
+          in_ += __ldg(wi + k * D3 + 2 * D) * v;
+        }
+      }
+      const float* bh = p.b_hh + l * D3;
+      float hr = __ldg(bh + j), hz = __ldg(bh + D + j), hn = __ldg(bh + 2 * D + j);
+      const float* wh = whh + l * D * D3 + j;
+      const float* hv = hvec + l * D;
+      for (int64_t k = 0; k < D; ++k) {
+        const float v = hv[k];
+        hr += wh[k * D3] * v;
+        hz += wh[k * D3 + D] * v;
+        hn += wh[k * D3 + 2 * D] * v;
+      }
+      const Gates<float> g = cell_gates(ir, iz, in_, hr, hz, hn);
+      // Continue from the stored (rounded) value: the backward recomputes from it.
+      const float h = Io<S>::round(cell_update(g, hv[j]));
+      Io<S>::store(H + (p.seg[l] + p.span[l] + t) * D + j, h);
+      if (L == 1) {
+        Io<S>::store(Y + t * D + j, h);
+      } else {
+        const float un = residual(h, uin_buf[l * D + j]);
+        if (l == L - 1) Io<S>::store(Y + t * D + j, un);
+        else uout_buf[(l + 1) * D + j] = un;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+// Shared memory of the backward, in floats:
+//   dubuf [2][L+1][D] | dres [L][D] | gbuf [L][6D] | carry [D]
+__global__ void backward_kernel(Params p) {
+  extern __shared__ float smem[];
+  const int64_t D = p.D, D3 = 3 * D, T = p.T, B = p.B;
+  const int L = p.L;
+  const int64_t b = blockIdx.x;
+  float* dubuf = smem;
+  float* dres = dubuf + 2 * (L + 1) * D;
+  float* gbuf = dres + L * D;
+  float* carry = gbuf + L * 6 * D;
+  const float* H = p.histf + b * p.R * D;
+  float* dH = p.dhist + b * p.R * D;
+  const int64_t items = L * D;
+  for (int64_t k = threadIdx.x; k < D; k += blockDim.x) carry[k] = 0.0f;
+  __syncthreads();
+
+  const int64_t steps = super_steps(T, L, p.feedback);
+  for (int64_t q = 0; q < steps; ++q) {
+    const float* gin_buf = dubuf + ((q - 1) & 1) * (L + 1) * D;
+    float* gout_buf = dubuf + (q & 1) * (L + 1) * D;
+    // Phase A: every active (layer, unit)'s gate gradients.
+    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+      const int l = static_cast<int>(i / D);
+      const int64_t j = i - l * D;
+      const int64_t t = step_of(p, q, l, true);
+      if (t < 0) continue;
+      const int64_t gidx = ((l * B + b) * T + t) * D3;
+      const float* gil = p.gi + gidx;
+      const float* ghl = p.gh + gidx;
+      float gn = (l == L - 1) ? p.dy[(b * T + t) * D + j] : gin_buf[(l + 1) * D + j];
+      if (l == L - 1 && p.feedback) gn += carry[j];
+      const float hc = H[(p.seg[l] + p.span[l] + t) * D + j];
+      const float ul = p.u[((l * B + b) * T + t) * D + j];
+      const float dr = L > 1 ? residual_backward(hc, ul, gn) : 0.0f;
+      const float dh = dH[(p.seg[l] + p.span[l] + t) * D + j] + (L > 1 ? dr : gn);
+      const float hp = H[(p.seg[l] + t) * D + j];
+      const Gates<float> gt =
+          cell_gates(gil[j], gil[D + j], gil[2 * D + j], ghl[j], ghl[D + j], ghl[2 * D + j]);
+      const CellGrad<float> c = cell_backward(gt, hp, dh);
+      float* dgil = p.dgi + gidx;
+      float* dghl = p.dgh + gidx;
+      float* gf = gbuf + l * 6 * D;
+      dgil[j] = gf[j] = c.dgi_r;
+      dgil[D + j] = gf[D + j] = c.dgi_z;
+      dgil[2 * D + j] = gf[2 * D + j] = c.dgi_n;
+      dghl[j] = gf[D3 + j] = c.dgi_r;
+      dghl[D + j] = gf[D3 + D + j] = c.dgi_z;
+      dghl[2 * D + j] = gf[D3 + 2 * D + j] = c.dgh_n;
+      dH[(p.seg[l] + t) * D + j] += c.dh_prev;
+      dres[l * D + j] = dr;
+    }
+    __syncthreads();
+    // Phase B: W^T dg for every active (layer, unit); thread k reads column k
+    // of W [3D, D], so a warp's loads are contiguous.
+    for (int64_t i = threadIdx.x; i < items; i += blockDim.x) {
+      const int l = static_cast<int>(i / D);
+      const int64_t k = i - l * D;
+      const int64_t t = step_of(p, q, l, true);
+      if (t < 0) continue;
+      const float* gf = gbuf + l * 6 * D;
+      const float* wh = p.w_hh + l * D3 * D + k;
+      const float* wi = p.w_ih + l * D3 * D + k;
+      float ah = 0.0f, au = dres[l * D + k];
+      for (int64_t j = 0; j < D3; ++j) {
+        ah += __ldg(wh + j * D) * gf[D3 + j];
+        au += __ldg(wi + j * D) * gf[j];
+      }
+      dH[(p.seg[l] + t) * D + k] += ah;
+      if (l == 0) {
+        p.du0[(b * T + t) * D + k] = au;
+        if (p.feedback) {
+          if (t > 0) carry[k] = au;
+          else if (p.has_state) dH[p.seg[L - 1] * D + k] += au;
+        }
+      } else {
+        gout_buf[l * D + k] = au;
+      }
+    }
+    __syncthreads();
+  }
+}
+
+Params make_params(const Dims& d) {
+  Params p{};
+  p.B = d.B;
+  p.T = d.T;
+  p.D = d.D;
+  p.L = d.L;
+  p.feedback = d.feedback;
+  p.has_state = d.has_state;
+  for (int l = 0; l < d.L; ++l) {
+    p.span[l] = span(d, l);
+    p.seg[l] = seg_offset(d, l);
+  }
+  p.R = hist_rows(d);
+  return p;
+}
+
+int block_threads(const Dims& d) {
+  int64_t n = ((d.L * d.D + 31) / 32) * 32;
+  return static_cast<int>(n < 32 ? 32 : (n > 1024 ? 1024 : n));
+}
+
+}  // namespace
+
+int forward_cuda(const Dims& d, Storage storage, const float* gi0, const float* u0,
+                 const float* w_ih_t, const float* w_hh_t, const float* b_ih, const float* b_hh,
+                 void* hist, void* y, void* stream) {
+  Params p = make_params(d);
+  p.gi0 = gi0;
+  p.u0 = u0;
+  p.w_ih = w_ih_t;
+  p.w_hh = w_hh_t;
+  p.b_ih = b_ih;
+  p.b_hh = b_hh;
+  p.hist = hist;
+  p.y = y;
+  int device = 0, optin = 0;
+  cudaError_t err = cudaGetDevice(&device);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  err = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device);
+  if (err != cudaSuccess) return static_cast<int>(err);
+  const size_t base = sizeof(float) * (2 * (d.L + 1) * d.D + d.L * d.D + d.D);
+  const size_t weights = sizeof(float) * d.L * d.D * 3 * d.D;
+  p.whh_smem = base + weights <= static_cast<size_t>(optin);
+  const size_t bytes = base + (p.whh_smem ? weights : 0);
+  if (bytes > static_cast<size_t>(optin)) return static_cast<int>(cudaErrorInvalidConfiguration);
+  auto kernel = storage == Storage::kBFloat16 ? forward_kernel<__nv_bfloat16>
+                                              : forward_kernel<float>;
+  err = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                             static_cast<int>(bytes));
+  if (err != cudaSuccess) return static_cast<int>(err);
+  kernel<<<static_cast<unsigned>(d.B), block_threads(d), bytes,
+           static_cast<cudaStream_t>(stream)>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
+int backward_cuda(const Dims& d, const float* gi, const float* gh, const float* u,
+                  const float* hist, const float* w_ih, const float* w_hh, const float* dy,
+                  float* dhist, float* dgi, float* dgh, float* du0, void* stream) {
+  Params p = make_params(d);
+  p.gi = gi;
+  p.gh = gh;
+  p.u = u;
+  p.histf = hist;
+  p.w_ih = w_ih;
+  p.w_hh = w_hh;
+  p.dy = dy;
+  p.dhist = dhist;
+  p.dgi = dgi;
+  p.dgh = dgh;
+  p.du0 = du0;
+  const size_t bytes =
+      sizeof(float) * (2 * (d.L + 1) * d.D + d.L * d.D + d.L * 6 * d.D + d.D);
+  cudaError_t err = cudaFuncSetAttribute(backward_kernel,
+                                         cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                         static_cast<int>(bytes));
+  if (err != cudaSuccess) return static_cast<int>(err);
+  backward_kernel<<<static_cast<unsigned>(d.B), block_threads(d), bytes,
+                    static_cast<cudaStream_t>(stream)>>>(p);
+  return static_cast<int>(cudaGetLastError());
+}
+
+const char* cuda_error_string(int code) {
+  return cudaGetErrorString(static_cast<cudaError_t>(code));
+}
+
+}  // namespace dgru
+}  // namespace s2v

@@ -1,0 +1,727 @@
+// CPU kernels of the video prediction layer; API and contract in video_predictor.h.
+//
+// Design (figures from profiling/bench_video_predictor.py and the issue 6 report):
+// * Everything is pixel-major (channels-last, [pixels, channels]): MKL runs
+//   [pixels, K] × [K, 32..96] products at 160-190 GFLOP/s on 2 cores where the
+//   channel-major [96, K] × [K, pixels] form reaches ~110-140.
+// * A gate convolution, square or directional, is a list of taps (dy, dx) with
+//   zero or replicate boundaries; a directional conv is a k×k-footprint conv
+//   with a sparse tap pattern whose boundary replicates rows (or columns). Each
+//   tap is one GEMM of the operand shifted by dy·W + dx rows against that tap's
+//   weight block, accumulated in place: no im2col copy (which cost as much as
+//   the GEMM itself: a 9-tap im2col block is 9× the operand). Shifted rows are
+//   wrong only within S = k/2 pixels of an image edge (the "ring": reads that
+//   leave the image, wrap into the next row or batch, or must be clamped), so
+//   the ring's rows are recomputed exactly from an im2col gather of those few
+//   pixels, which also applies the replicate clamp.
+// * Per step and flow the operand buffer holds (h, x, q) in adjacent columns,
+//   so [h, x] (reset/update gates) and [x, r ⊙ h] (candidate) are each one
+//   column range and the input half rides in the same GEMM (K = C + Ch per
+//   tap). Measured against batching the input half over all T beforehand, the
+//   larger K wins at these sizes; flows 1-2 and 3-4 still run separate GEMMs
+//   (their taps differ in sign).
+// * Transcendentals run through ATen's vectorised sigmoid_ (this file is
+//   compiled without -mavx*); tanh(a) = 2σ(2a) - 1 with the factor 2 folded
+//   into the candidate gate's weights, since ATen's tanh is ~6× slower here.
+// * Backward: the forward saved h_t for every t, so the gates of all steps are
+//   recomputed without a sequence (h_{t-1} is known); the reverse-time scan
+//   runs only the two transposed hidden convolutions per step (gather form:
+//   the same shifted-tap GEMMs with the offsets negated, the ring gathering
+//   every output pixel whose clamped read landed on it), and the input and
+//   weight gradients are per-tap GEMMs over whole frames after the scan. Time
+//   is processed in chunks, newest first, so scratch stays bounded.
+#include "video_predictor/video_predictor.h"
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace s2v {
+namespace video_predictor {
+namespace {
+
+// Budget of one im2col block: small enough to stay in the last-level cache
+// between the gather and the GEMM that reads it.
+constexpr int64_t kColBytes = int64_t(12) << 20;
+// Budget of the backward's per-chunk gate / gradient buffers.
+constexpr int64_t kChunkBytes = int64_t(160) << 20;
+
+struct Tap {
+  int dy, dx;
+};
+
+struct FlowGeom {
+  int cell;  // which weight (0 square, 1 'h', 2 'w'); for kSingleCell always 0
+  bool rep_rows, rep_cols;
+  std::vector<Tap> taps;  // in the weight's tap order
+};
+
+FlowGeom make_flow(int cell, int orient, int dir, int64_t k) {
+  FlowGeom g;
+  g.cell = cell;
+  g.rep_rows = orient == kAlongWidth;
+  g.rep_cols = orient == kAlongHeight;
+  const int S = static_cast<int>(k / 2);
+  if (orient == kSquare) {
+    for (int ky = 0; ky < k; ++ky)
+      for (int kx = 0; kx < k; ++kx) g.taps.push_back({ky - S, kx - S});
+  } else {
+    for (int s = 0; s <= S; ++s)
+      for (int j = -s; j <= s; ++j) {
+        if (orient == kAlongWidth)
+          g.taps.push_back({-dir * s, j});
+        else
+          g.taps.push_back({j, -dir * s});
+      }
+  }
+  return g;
+}
+
+std::vector<FlowGeom> make_flows(const Problem& p) {
+  switch (p.layout) {
+    case Layout::kDirectional:
+      return {make_flow(0, kSquare, 1, p.k), make_flow(1, kAlongWidth, 1, p.k),
+              make_flow(1, kAlongWidth, -1, p.k), make_flow(2, kAlongHeight, 1, p.k),
+              make_flow(2, kAlongHeight, -1, p.k)};
+    case Layout::kBasic:
+      return {make_flow(0, kSquare, 1, p.k)};
+    case Layout::kSingleCell:
+      return {make_flow(0, p.orientation, p.direction, p.k)};
+  }
+  return {};
+}
+
+// Source indices [lo, hi] along one axis of length n that tap offset `off`
+// connects to destination index m (lo > hi: none). Forward: the pixel the
+// tap reads. Transposed: every output pixel whose read landed on m.
+inline void axis_range(int64_t m, int off, int64_t n, bool replicate, bool transposed,
+                       int64_t& lo, int64_t& hi) {
+  if (!transposed) {
+    int64_t s = m + off;
+    if (replicate) {
+      s = std::min<int64_t>(std::max<int64_t>(s, 0), n - 1);
+    } else if (s < 0 || s >= n) {
+      lo = 1, hi = 0;
+      return;
+    }
+    lo = hi = s;
+    return;
+  }
+  if (!replicate) {
+    const int64_t s = m - off;
+    if (s < 0 || s >= n) {
+      lo = 1, hi = 0;
+    } else {
+      lo = hi = s;
+    }
+    return;
+  }
+  lo = std::max<int64_t>(m == 0 ? 0 : m - off, 0);
+  hi = std::min<int64_t>(m == n - 1 ? n - 1 : m - off, n - 1);
+}
+
+// A channels-last operand of the gather: pixel r (r = (b·H + y)·W + x) holds
+// `ch` values at p + r·stride. A null p leaves its columns of the block as
+// they are (reused from the previous gather into the same block).
+template <typename T>
+struct Src {
+  const T* p;
+  int64_t ch;
+  int64_t stride;
+};
+
+// col[r - r0, i·ctot + (source offset) + c] for pixels r in [r0, r1) and taps
+// i; with `ones`, one more column of 1 (the bias row of the weight matrix, so
+// the bias costs no separate pass and its gradient falls out of the dW GEMM).
+template <typename T>
+void im2col(T* col, int64_t r0, int64_t r1, const std::vector<Src<T>>& src, int64_t ctot,
+            const FlowGeom& g, bool transposed, int64_t H, int64_t W, bool ones = false,
+            const int64_t* pixels = nullptr) {
+  const int64_t ntaps = static_cast<int64_t>(g.taps.size());
+  const int64_t ldc = ntaps * ctot + (ones ? 1 : 0);
+  const int64_t HW = H * W;
+  at::parallel_for(r0, r1, 32, [&](int64_t a, int64_t b) {
+    for (int64_t r = a; r < b; ++r) {
+      const int64_t px = pixels ? pixels[r] : r;
+      const int64_t plane = px / HW, rem = px - plane * HW, y = rem / W, x = rem - y * W;
+      T* dst = col + (r - r0) * ldc;
+      for (int64_t i = 0; i < ntaps; ++i) {
+        int64_t ylo, yhi, xlo, xhi;
+        axis_range(y, g.taps[i].dy, H, g.rep_rows, transposed, ylo, yhi);
+        axis_range(x, g.taps[i].dx, W, g.rep_cols, transposed, xlo, xhi);
+        const bool empty = ylo > yhi || xlo > xhi;
+        for (const Src<T>& s : src) {
+          if (s.p != nullptr) {
+            if (empty) {
+              std::fill(dst, dst + s.ch, T(0));
+            } else {
+              const T* base = s.p + plane * HW * s.stride;
+              std::memcpy(dst, base + (ylo * W + xlo) * s.stride, s.ch * sizeof(T));
+              for (int64_t yy = ylo; yy <= yhi; ++yy)
+                for (int64_t xx = xlo; xx <= xhi; ++xx) {
+                  if (yy == ylo && xx == xlo) continue;
+                  const T* v = base + (yy * W + xx) * s.stride;
+                  for (int64_t c = 0; c < s.ch; ++c) dst[c] += v[c];
+                }
+            }
+          }
+          dst += s.ch;
+        }
+      }
+      if (ones) *dst = T(1);
+    }
+  });
+}
+
+// dst_plane(i)[c][r] = src_plane(i)[r][c] for planes i < n of [rows, cols]:
+// the NCHW <-> channels-last conversions. Tiled, because ATen's permuted
+// copy walks one side with a large stride and was 15 % of the forward.
+template <typename T, typename SrcF, typename DstF>
+void transpose_planes(int64_t n, int64_t rows, int64_t cols, SrcF src_plane, DstF dst_plane,
+                      bool accumulate = false) {
+  constexpr int64_t kTile = 32;
+  const int64_t row_tiles = (rows + kTile - 1) / kTile;
+  at::parallel_for(0, n * row_tiles, 1, [&](int64_t a, int64_t b) {
+    for (int64_t job = a; job < b; ++job) {
+      const int64_t i = job / row_tiles, r0 = (job % row_tiles) * kTile;
+      const int64_t r1 = std::min(rows, r0 + kTile);
+      const T* src = src_plane(i);
+      T* dst = dst_plane(i);
+      for (int64_t c0 = 0; c0 < cols; c0 += kTile) {
+        const int64_t c1 = std::min(cols, c0 + kTile);
+        for (int64_t c = c0; c < c1; ++c)
+          for (int64_t r = r0; r < r1; ++r) {
+            if (accumulate)
+              dst[c * rows + r] += src[r * cols + c];
+            else
+              dst[c * rows + r] = src[r * cols + c];
+          }
+      }
+    }
+  });
+}
+
+template <typename T>
+constexpr at::ScalarType scalar_type() {
+  return std::is_same_v<T, double> ? at::kDouble : at::kFloat;
+}
+
+template <typename T>
+at::Tensor wrap(const T* p, at::IntArrayRef sizes) {
+  return at::from_blob(const_cast<T*>(p), sizes, at::TensorOptions().dtype(scalar_type<T>()));
+}
+
+// Weights of one cell rearranged for the pixel-major GEMMs.
+struct CellMats {
+  int64_t ntaps = 0;
+  // [ntaps·Ctot + 1, 2Ch]: row (i, c), column (gate, o), gates r, u; last row the bias.
+  // Within a tap the rows are ordered (h channels, x channels), the column
+  // order of the flow buffer (see Engine::buf).
+  at::Tensor fwd_ru;
+  // [ntaps·Ctot + 1, Ch]: the same for the candidate gate, times 2, because
+  // tanh(a) = 2σ(2a) - 1 and ATen's vectorised sigmoid is ~6× faster than its tanh.
+  at::Tensor fwd_o;
+  at::Tensor t_o_h;   // [ntaps·Ch, Ch] (view): transposed candidate gate, h part
+  at::Tensor t_ru_h;  // [ntaps·2Ch, Ch] (view): transposed reset+update gates, h part
+  at::Tensor t_x;     // [ntaps·3Ch, C] (view): transposed all gates, x part
+};
+
+template <typename T>
+struct Engine {
+  const Problem& p;
+  int F;
+  int64_t N, C, Ch, Ctot;
+  std::vector<FlowGeom> flows;
+  CellMats cells[3];
+  at::TensorOptions opt;
+  at::Tensor col;  // im2col scratch, grown on demand
+  // Margin rows before and after every pixel-major buffer that a tap GEMM
+  // reads shifted: the largest |tap offset| in rows of the flattened image.
+  int64_t M;
+  // Pixels within S of an image edge: there a shifted read leaves the image or
+  // wraps into the next row or batch, so the tap GEMMs' rows are recomputed
+  // exactly by a gather (ring_all: every pixel is one; no shifted GEMMs).
+  std::vector<int64_t> ring;
+  bool ring_all;
+  at::Tensor ring_rows;  // ring as an index tensor
+  // Per flow: [M + N + M, Ch + C + Ch] holding (h, x, q) of the current step,
+  // so that [h, x] and [x, q] are each one column range, i.e. one GEMM operand.
+  std::vector<at::Tensor> buf;
+
+  Engine(const Problem& prob, const Weights<T>& w) : p(prob) {
+    F = p.flows();
+    N = p.B * p.H * p.W;
+    C = p.C;
+    Ch = p.Ch;
+    Ctot = C + Ch;
+    flows = make_flows(p);
+    opt = at::TensorOptions().dtype(scalar_type<T>());
+    const int64_t S = p.k / 2;
+    M = S * p.W + S;
+    for (int64_t b = 0; b < p.B; ++b)
+      for (int64_t y = 0; y < p.H; ++y)
+        for (int64_t x = 0; x < p.W; ++x)
+          if (y < S || y >= p.H - S || x < S || x >= p.W - S)
+            ring.push_back((b * p.H + y) * p.W + x);
+    ring_all = static_cast<int64_t>(ring.size()) == N;
+    ring_rows = at::tensor(ring, at::kLong);
+    for (int f = 0; f < F; ++f) buf.push_back(at::zeros({N + 2 * M, 2 * Ch + C}, opt));
+    for (const FlowGeom& g : flows) {
+      CellMats& m = cells[g.cell];
+      if (m.ntaps) continue;
+      m.ntaps = static_cast<int64_t>(g.taps.size());
+      const at::Tensor wt = wrap(w.w[g.cell], {3, Ch, Ctot, m.ntaps});
+      const at::Tensor fwd = wt.reshape({3 * Ch, Ctot, m.ntaps}).permute({2, 1, 0}).reshape(
+          {m.ntaps * Ctot, 3 * Ch});
+      const at::Tensor bias = wrap(w.b[g.cell], {1, 3 * Ch});
+      const at::Tensor hx = fwd.view({m.ntaps, Ctot, 3 * Ch});
+      const at::Tensor fwd_hx = at::cat({hx.narrow(1, C, Ch), hx.narrow(1, 0, C)}, 1).reshape(
+          {m.ntaps * Ctot, 3 * Ch});
+      m.fwd_ru = at::cat({fwd_hx.narrow(1, 0, 2 * Ch), bias.narrow(1, 0, 2 * Ch)}, 0);
+      m.fwd_o = at::cat({fwd.narrow(1, 2 * Ch, Ch), bias.narrow(1, 2 * Ch, Ch)}, 0) * 2;
+      const at::Tensor all_t = wt.reshape({3 * Ch, Ctot, m.ntaps}).permute({2, 0, 1}).contiguous();
+      m.t_x = all_t.view({m.ntaps * 3 * Ch, Ctot}).narrow(1, 0, C);
+      m.t_ru_h = all_t.narrow(1, 0, 2 * Ch).contiguous().view({m.ntaps * 2 * Ch, Ctot}).narrow(
+          1, C, Ch);
+      m.t_o_h = all_t.narrow(1, 2 * Ch, Ch).contiguous().view({m.ntaps * Ch, Ctot}).narrow(1, C,
+                                                                                          Ch);
+    }
+  }
+
+  at::Tensor col_block(int64_t rows, int64_t K) {
+    if (!col.defined() || col.numel() < rows * K) col = at::empty({rows * K}, opt);
+    return col.narrow(0, 0, rows * K).view({rows, K});
+  }
+
+  // out [N, O] (=, or += with accumulate) the convolution of flow g over the
+  // pixel-major operand `base` (pixel n's kc channels at base + n·ld, with M
+  // margin rows around) by wmat [ntaps·kc (+1 bias row), O], tap i's rows
+  // i·kc .. (i+1)·kc. Transposed: the adjoint (gather form, offsets negated).
+  // Each tap is one GEMM on the operand shifted by the tap's offset (no im2col
+  // copy: at these sizes the copy cost as much as the GEMM); the ring pixels,
+  // where a shift is not the tap's read, are then recomputed by a gather.
+  void tap_conv(const FlowGeom& g, const T* base, int64_t ld, int64_t kc, bool transposed,
+                const at::Tensor& wmat, bool bias, at::Tensor& out, bool accumulate) {
+    const int64_t ntaps = static_cast<int64_t>(g.taps.size());
+    const int64_t K = ntaps * kc + (bias ? 1 : 0);
+    const int64_t R = static_cast<int64_t>(ring.size());
+    at::Tensor prev;
+    if (accumulate && R) prev = out.index_select(0, ring_rows);
+    if (!ring_all) {
+      const int sign = transposed ? -1 : 1;
+      for (int64_t i = 0; i < ntaps; ++i) {
+        const int64_t off = sign * (g.taps[i].dy * p.W + g.taps[i].dx);
+        const at::Tensor a = at::from_blob(const_cast<T*>(base + off * ld), {N, kc}, {ld, 1}, opt);
+        const at::Tensor wi = wmat.narrow(0, i * kc, kc);
+        if (i == 0 && !accumulate) {
+          if (bias)
+            at::addmm_out(out, wmat[K - 1], a, wi);
+          else
+            at::mm_out(out, a, wi);
+        } else {
+          out.addmm_(a, wi);
+        }
+      }
+    }
+    if (!R) return;
+    const int64_t rb = std::max<int64_t>(
+        64, kColBytes / (K * static_cast<int64_t>(sizeof(T))));
+    for (int64_t r0 = 0; r0 < R; r0 += rb) {
+      const int64_t r1 = std::min(R, r0 + rb);
+      at::Tensor blk = col_block(r1 - r0, K);
+      im2col<T>(blk.data_ptr<T>(), 0, r1 - r0, {{base, kc, ld}}, kc, g, transposed, p.H, p.W,
+                bias, ring.data() + r0);
+      at::Tensor exact = at::mm(blk, wmat);
+      const at::Tensor rows = ring_rows.narrow(0, r0, r1 - r0);
+      if (accumulate) exact.add_(prev.narrow(0, r0, r1 - r0));
+      out.index_copy_(0, rows, exact);
+    }
+  }
+
+  // One GRU step of flow f on x_t [N, C] and h_prev [N, Ch]: gates [N, 2Ch]
+  // receives (r, u), cand [N, Ch] receives c, q [N, Ch] (if not null) r ⊙ h_prev
+  // and h_new [N, Ch] (if not null) the new state.
+  // With cand_p null only r, u and q are computed (the backward's recovery of c).
+  void step(int f, const T* xt, const T* hp, T* gates, T* cand_p, T* q, T* h_new) {
+    const FlowGeom& g = flows[f];
+    const CellMats& m = cells[g.cell];
+    const int64_t ch = Ch, c_in = C, ld = 2 * Ch + C;
+    T* bp = buf[f].data_ptr<T>() + M * ld;  // pixel 0
+    at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+      for (int64_t n = a; n < b; ++n) {
+        T* row = bp + n * ld;
+        std::memcpy(row, hp + n * ch, ch * sizeof(T));
+        std::memcpy(row + ch, xt + n * c_in, c_in * sizeof(T));
+      }
+    });
+    at::Tensor ru = wrap(gates, {N, 2 * Ch});
+    tap_conv(g, bp, ld, Ctot, false, m.fwd_ru, true, ru, false);
+    ru.sigmoid_();
+    at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+      for (int64_t n = a; n < b; ++n) {
+        const T* r = gates + n * 2 * ch;
+        const T* h = hp + n * ch;
+        T* qq = bp + n * ld + ch + c_in;
+        for (int64_t c = 0; c < ch; ++c) qq[c] = r[c] * h[c];
+        if (q != nullptr) std::memcpy(q + n * ch, qq, ch * sizeof(T));
+      }
+    });
+    if (cand_p == nullptr) return;
+    at::Tensor cand = wrap(cand_p, {N, Ch});
+    tap_conv(g, bp + Ch, ld, Ctot, false, m.fwd_o, true, cand, false);
+    cand.sigmoid_();
+    at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+      for (int64_t n = a; n < b; ++n) {
+        const T* u = gates + n * 2 * ch + ch;
+        T* cc = cand_p + n * ch;
+        const T* h = hp + n * ch;
+        for (int64_t c = 0; c < ch; ++c) cc[c] = 2 * cc[c] - 1;
+        if (h_new == nullptr) continue;
+        T* hn = h_new + n * ch;
+        for (int64_t c = 0; c < ch; ++c) hn[c] = h[c] + u[c] * (cc[c] - h[c]);
+      }
+    });
+  }
+};
+
+// [B, T, C, HW] (frames t0 .. t0+nt) -> [nt, B·HW, C] (channels-last per frame).
+template <typename T>
+at::Tensor frames_to_cl(const T* v, int64_t B, int64_t T_, int64_t C, int64_t HW,
+                        at::TensorOptions opt, int64_t t0 = 0, int64_t nt = -1) {
+  if (nt < 0) nt = T_;
+  at::Tensor out = at::empty({nt, B * HW, C}, opt);
+  T* o = out.data_ptr<T>();
+  transpose_planes<T>(
+      nt * B, C, HW, [&](int64_t i) { return v + ((i % B) * T_ + t0 + i / B) * C * HW; },
+      [&](int64_t i) { return o + i * HW * C; });
+  return out;
+}
+
+// The inverse: cl [nt, B·HW, C] -> v [B, T, C, HW] frames t0 .. t0+nt.
+template <typename T>
+void frames_from_cl(const T* cl, T* v, int64_t B, int64_t T_, int64_t C, int64_t HW, int64_t t0,
+                    int64_t nt) {
+  transpose_planes<T>(
+      nt * B, HW, C, [&](int64_t i) { return cl + i * HW * C; },
+      [&](int64_t i) { return v + ((i % B) * T_ + t0 + i / B) * C * HW; });
+}
+
+}  // namespace
+
+template <typename T>
+void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const Weights<T>& w,
+                 T* y, T* h_seq) {
+  Engine<T> e(p, w);
+  const int F = e.F;
+  const int64_t N = e.N, Ch = e.Ch, C = e.C, T_ = p.T;
+  const int64_t B = p.B, HW = p.H * p.W;
+  const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt);
+  // Hcl[f][t] is the state before frame t (t = 0: h0), channels-last.
+  at::Tensor Hcl = at::empty({F, T_ + 1, N, Ch}, e.opt);
+  T* Hp0 = Hcl.data_ptr<T>();
+  transpose_planes<T>(
+      F * B, Ch, HW, [&](int64_t i) { return h0 + i * Ch * HW; },
+      [&](int64_t i) { return Hp0 + ((i / B) * (T_ + 1) * N + (i % B) * HW) * Ch; });
+  at::Tensor gates = at::empty({N, 2 * Ch}, e.opt), cand = at::empty({N, Ch}, e.opt);
+  const T* xp = x_cl.data_ptr<T>();
+  T* Hp = Hcl.data_ptr<T>();
+  for (int64_t t = 0; t < T_; ++t)
+    for (int f = 0; f < F; ++f) {
+      T* hprev = Hp + (f * (T_ + 1) + t) * N * Ch;
+      e.step(f, xp + t * N * C, hprev, gates.data_ptr<T>(), cand.data_ptr<T>(), nullptr,
+             hprev + N * Ch);
+    }
+  const at::Tensor states = Hcl.narrow(1, 1, T_);
+  // plane i = (f, b, t) of h_seq [F, B, T, Ch, HW] <- Hcl[f][t + 1][b]
+  transpose_planes<T>(
+      F * B * T_, HW, Ch,
+      [&](int64_t i) {
+        const int64_t f = i / (B * T_), b = (i / T_) % B, t = i % T_;
+        return Hp0 + ((f * (T_ + 1) + t + 1) * N + b * HW) * Ch;
+      },
+      [&](int64_t i) { return h_seq + i * Ch * HW; });
+  if (p.layout == Layout::kSingleCell) return;
+  at::Tensor agg;
+  if (p.layout == Layout::kBasic) {
+    agg = states.reshape({T_ * N, C + 1});
+  } else {
+    const at::Tensor bw = wrap(w.blend_w, {C + 1, 5 * Ch});
+    agg = wrap(w.blend_b, {C + 1}).expand({T_ * N, C + 1}).contiguous();
+    for (int f = 0; f < F; ++f)
+      agg.addmm_(states.select(0, f).reshape({T_ * N, Ch}), bw.narrow(1, f * Ch, Ch).t());
+  }
+  const at::Tensor agg_v = agg.view({T_, p.B, p.H, p.W, C + 1}).permute({1, 0, 4, 2, 3});
+  const at::Tensor a = agg_v.narrow(2, C, 1).sigmoid();
+  const at::Tensor xhv = wrap(xh, {p.B, T_, C, p.H, p.W});
+  wrap(y, {p.B, T_, C, p.H, p.W}).copy_(xhv * a + agg_v.narrow(2, 0, C) * (1 - a));
+}
+
+template <typename T>
+void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_last, const T* x,
+                  const T* xh, const T* h0, const T* h_seq, const Weights<T>& w, T* dx, T* dxh,
+                  T* dh0, const WeightGrads<T>& g) {
+  Engine<T> e(p, w);
+  const int F = e.F;
+  const int64_t N = e.N, Ch = e.Ch, C = e.C, Ctot = e.Ctot, T_ = p.T, B = p.B, H = p.H, W = p.W;
+  const bool blend = p.layout != Layout::kSingleCell;
+  const int64_t HW = H * W;
+  const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt);
+  const T* xp = x_cl.data_ptr<T>();
+  at::Tensor Hcl = at::empty({F, T_ + 1, N, Ch}, e.opt);
+  T* Hp = Hcl.data_ptr<T>();
+  transpose_planes<T>(
+      F * B, Ch, HW, [&](int64_t i) { return h0 + i * Ch * HW; },
+      [&](int64_t i) { return Hp + ((i / B) * (T_ + 1) * N + (i % B) * HW) * Ch; });
+  transpose_planes<T>(
+      F * B * T_, Ch, HW, [&](int64_t i) { return h_seq + i * Ch * HW; },
+      [&](int64_t i) {
+        const int64_t f = i / (B * T_), b = (i / T_) % B, t = i % T_;
+        return Hp + ((f * (T_ + 1) + t + 1) * N + b * HW) * Ch;
+      });
+  auto hstate = [&](int f, int64_t t) { return Hp + (f * (T_ + 1) + t) * N * Ch; };
+
+  at::Tensor carry = at::zeros({F, N, Ch}, e.opt);
+  T* carry_p = carry.data_ptr<T>();
+  if (dh_last != nullptr)
+    transpose_planes<T>(
+        F * B, Ch, HW, [&](int64_t i) { return dh_last + i * Ch * HW; },
+        [&](int64_t i) { return carry_p + i * HW * Ch; });
+  at::Tensor acc = at::empty({N, Ch}, e.opt), dq = at::empty({N, Ch}, e.opt);
+  at::Tensor dx_cl = at::zeros({T_, N, C}, e.opt);
+  at::Tensor dW_ru[3], dW_o[3];
+  for (const FlowGeom& fg : e.flows) {
+    const int cl = fg.cell;
+    if (dW_ru[cl].defined()) continue;
+    // Rows (tap, channel); within a tap dW_ru's channels are ordered (h, x)
+    // like the flow buffer's columns, dW_o's (x, q). The last row: the bias.
+    dW_ru[cl] = at::zeros({e.cells[cl].ntaps * Ctot + 1, 2 * Ch}, e.opt);
+    dW_o[cl] = at::zeros({e.cells[cl].ntaps * Ctot + 1, Ch}, e.opt);
+  }
+  at::Tensor dWb, dbb, bw;
+  if (p.layout == Layout::kDirectional) {
+    bw = wrap(w.blend_w, {C + 1, 5 * Ch});
+    dWb = at::zeros({C + 1, 5 * Ch}, e.opt);
+    dbb = at::zeros({C + 1}, e.opt);
+  }
+
+  const int64_t per_step = F * N * (8 * Ch) * static_cast<int64_t>(sizeof(T)) +
+                           N * (4 * C + 2) * static_cast<int64_t>(sizeof(T));
+  const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(T_, kChunkBytes / per_step));
+  at::Tensor Gbuf = at::empty({chunk, F, N, 2 * Ch}, e.opt);  // r, u
+  at::Tensor Cbuf = at::empty({p.recompute_candidate ? chunk : 0, F, N, Ch}, e.opt);  // c
+  at::Tensor Qbuf = at::empty({chunk, F, N, Ch}, e.opt);
+  // Margin rows (zero) around each [N, 3Ch] block: the transposed tap GEMMs read it shifted.
+  at::Tensor DAbuf = at::empty({chunk, F, N + 2 * e.M, 3 * Ch}, e.opt);
+  DAbuf.narrow(2, 0, e.M).zero_();
+  DAbuf.narrow(2, e.M + N, e.M).zero_();
+  at::Tensor DHObuf = at::empty({chunk, F, N, Ch}, e.opt);
+
+  for (int64_t t1 = T_; t1 > 0;) {
+    const int64_t t0 = std::max<int64_t>(0, t1 - chunk), nt = t1 - t0;
+    at::Tensor DHO = DHObuf.narrow(0, 0, nt);
+    // Gradient reaching each state from the layer's outputs at these frames.
+    if (blend) {
+      const at::Tensor dy_cl = frames_to_cl(dy, B, T_, C, HW, e.opt, t0, nt).view({nt * N, C});
+      const at::Tensor xh_cl = frames_to_cl(xh, B, T_, C, HW, e.opt, t0, nt).view({nt * N, C});
+      const at::Tensor st = Hcl.narrow(1, t0 + 1, nt);  // [F, nt, N, Ch]
+      at::Tensor agg;
+      if (p.layout == Layout::kBasic) {
+        agg = st.reshape({nt * N, C + 1});
+      } else {
+        agg = wrap(w.blend_b, {C + 1}).expand({nt * N, C + 1}).contiguous();
+        for (int f = 0; f < F; ++f)
+          agg.addmm_(st.select(0, f).reshape({nt * N, Ch}), bw.narrow(1, f * Ch, Ch).t());
+      }
+      const at::Tensor pp = agg.narrow(1, 0, C);
+      const at::Tensor a = agg.narrow(1, C, 1).sigmoid();
+      frames_from_cl((dy_cl * a).template data_ptr<T>(), dxh, B, T_, C, HW, t0, nt);
+      const at::Tensor dm = (dy_cl * (xh_cl - pp)).sum(1, true) * a * (1 - a);
+      const at::Tensor dagg = at::cat({dy_cl * (1 - a), dm}, 1);  // [nt·N, C+1]
+      if (p.layout == Layout::kBasic) {
+        DHO.select(1, 0).copy_(dagg.view({nt, N, Ch}));
+      } else {
+        for (int f = 0; f < F; ++f) {
+          DHO.select(1, f).copy_(at::mm(dagg, bw.narrow(1, f * Ch, Ch)).view({nt, N, Ch}));
+          dWb.narrow(1, f * Ch, Ch).add_(at::mm(dagg.t(), st.select(0, f).reshape({nt * N, Ch})));
+        }
+        dbb.add_(dagg.sum(0));
+      }
+    } else {
+      DHO.zero_();
+    }
+    if (dh_seq != nullptr)
+      DHO.view({nt, F, B, H, W, Ch}).add_(
+          wrap(dh_seq, {F, B, T_, Ch, H, W}).narrow(2, t0, nt).permute({2, 0, 1, 4, 5, 3}));
+
+    // Recompute every gate of the chunk (no sequence: all h_{t-1} are saved).
+    // The candidate c is recovered from h_t = h + u (c - h) unless the saved
+    // states were rounded to 16 bits (p.recompute_candidate), which saves the
+    // candidate GEMM (a third of the recomputation): the gradients only use
+    // u·(1 - c²) and u·(c - h) = h_t - h, whose errors stay bounded where u is
+    // small, and c is clamped to tanh's range.
+    for (int64_t tl = 0; tl < nt; ++tl)
+      for (int f = 0; f < F; ++f)
+        e.step(f, xp + (t0 + tl) * N * C, hstate(f, t0 + tl), Gbuf[tl][f].data_ptr<T>(),
+               p.recompute_candidate ? Cbuf[tl][f].data_ptr<T>() : nullptr,
+               Qbuf[tl][f].data_ptr<T>(), nullptr);
+
+    // Reverse-time scan: only the hidden halves' transposed convs are sequential.
+    for (int64_t tl = nt - 1; tl >= 0; --tl) {
+      const int64_t t = t0 + tl;
+      for (int f = 0; f < F; ++f) {
+        const FlowGeom& fg = e.flows[f];
+        const CellMats& m = e.cells[fg.cell];
+        const T* G = Gbuf[tl][f].data_ptr<T>();
+        const T* Cc = p.recompute_candidate ? Cbuf[tl][f].data_ptr<T>() : nullptr;
+        T* DA = DAbuf[tl][f].data_ptr<T>() + e.M * 3 * Ch;
+        const T* hp = hstate(f, t);
+        const T* hnext = hstate(f, t + 1);
+        const bool recover = !p.recompute_candidate;
+        const T* dho = DHObuf[tl][f].data_ptr<T>();
+        T* cr = carry[f].data_ptr<T>();
+        T* ac = acc.data_ptr<T>();
+        const int64_t ch = Ch;
+        at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+          for (int64_t n = a; n < b; ++n) {
+            const T* gg = G + n * 2 * ch;
+            const T* h = hp + n * ch;
+            T* da = DA + n * 3 * ch;
+            for (int64_t c = 0; c < ch; ++c) {
+              const T gh = cr[n * ch + c] + dho[n * ch + c];
+              const T u = gg[ch + c];
+              T cc, c_minus_h_times_u;
+              if (recover) {
+                c_minus_h_times_u = hnext[n * ch + c] - h[c];
+                cc = u > 0 ? std::min<T>(T(1), std::max<T>(T(-1), h[c] + c_minus_h_times_u / u))
+                           : T(0);
+              } else {
+                cc = Cc[n * ch + c];
+                c_minus_h_times_u = (cc - h[c]) * u;
+              }
+              da[2 * ch + c] = gh * u * (1 - cc * cc);
+              da[ch + c] = gh * c_minus_h_times_u * (1 - u);
+              ac[n * ch + c] = gh * (1 - u);
+            }
+          }
+        });
+        at::Tensor dq_t = dq;
+        e.tap_conv(fg, DA + 2 * Ch, 3 * Ch, Ch, true, m.t_o_h, false, dq_t, false);
+        const T* dqp = dq.data_ptr<T>();
+        at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+          for (int64_t n = a; n < b; ++n) {
+            const T* gg = G + n * 2 * ch;
+            const T* h = hp + n * ch;
+            T* da = DA + n * 3 * ch;
+            for (int64_t c = 0; c < ch; ++c) {
+              const T r = gg[c], d = dqp[n * ch + c];
+              da[c] = d * h[c] * r * (1 - r);
+              ac[n * ch + c] += d * r;
+            }
+          }
+        });
+        e.tap_conv(fg, DA, 3 * Ch, 2 * Ch, true, m.t_ru_h, false, acc, true);
+        carry[f].copy_(acc);
+      }
+    }
+
+    // Weight and input gradients of the whole chunk: per tap, one GEMM over all
+    // pixels of the shifted (h, x) / (x, q) operand against the gate gradients
+    // with the ring pixels' rows zeroed; the ring's exact contribution is then
+    // added from a gather, as in Engine::tap_conv.
+    const int64_t R = static_cast<int64_t>(e.ring.size()), L = 2 * Ch + C;
+    for (int64_t tl = 0; tl < nt; ++tl) {
+      const int64_t t = t0 + tl;
+      const T* xt = xp + t * N * C;
+      at::Tensor dxt = dx_cl[t];
+      for (int f = 0; f < F; ++f) {
+        const FlowGeom& fg = e.flows[f];
+        const CellMats& m = e.cells[fg.cell];
+        at::Tensor DA = DAbuf[tl][f].narrow(0, e.M, N);
+        T* dap = DA.data_ptr<T>();
+        e.tap_conv(fg, dap, 3 * Ch, 3 * Ch, true, m.t_x, false, dxt, true);
+        T* bp = e.buf[f].template data_ptr<T>() + e.M * L;
+        const T* hp = hstate(f, t);
+        const T* qp = Qbuf[tl][f].data_ptr<T>();
+        const int64_t ch = Ch, c_in = C;
+        at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
+          for (int64_t n = a; n < b; ++n) {
+            T* row = bp + n * L;
+            std::memcpy(row, hp + n * ch, ch * sizeof(T));
+            std::memcpy(row + ch, xt + n * c_in, c_in * sizeof(T));
+            std::memcpy(row + ch + c_in, qp + n * ch, ch * sizeof(T));
+          }
+        });
+        const int64_t K = m.ntaps * Ctot;
+        at::Tensor& dru = dW_ru[fg.cell];
+        at::Tensor& dox = dW_o[fg.cell];
+        dru[K].add_(DA.narrow(1, 0, 2 * Ch).sum(0));
+        dox[K].add_(DA.narrow(1, 2 * Ch, Ch).sum(0));
+        at::Tensor da_ring;
+        if (R) {
+          da_ring = DA.index_select(0, e.ring_rows);
+          DA.index_fill_(0, e.ring_rows, 0);
+        }
+        if (!e.ring_all) {
+          for (int64_t i = 0; i < m.ntaps; ++i) {
+            const int64_t off = fg.taps[i].dy * W + fg.taps[i].dx;
+            const at::Tensor a = at::from_blob(bp + off * L, {N, L}, {L, 1}, e.opt);
+            dru.narrow(0, i * Ctot, Ctot).addmm_(a.narrow(1, 0, Ctot).t(),
+                                                  DA.narrow(1, 0, 2 * Ch));
+            dox.narrow(0, i * Ctot, Ctot).addmm_(a.narrow(1, Ch, Ctot).t(),
+                                                  DA.narrow(1, 2 * Ch, Ch));
+          }
+        }
+        if (R) {
+          at::Tensor blk = e.col_block(R, K);
+          im2col<T>(blk.data_ptr<T>(), 0, R, {{bp, Ctot, L}}, Ctot, fg, false, H, W, false,
+                    e.ring.data());
+          dru.narrow(0, 0, K).addmm_(blk.t(), da_ring.narrow(1, 0, 2 * Ch));
+          im2col<T>(blk.data_ptr<T>(), 0, R, {{bp + Ch, Ctot, L}}, Ctot, fg, false, H, W, false,
+                    e.ring.data());
+          dox.narrow(0, 0, K).addmm_(blk.t(), da_ring.narrow(1, 2 * Ch, Ch));
+        }
+      }
+    }
+    t1 = t0;
+  }
+
+  frames_from_cl(dx_cl.data_ptr<T>(), dx, B, T_, C, HW, 0, T_);
+  transpose_planes<T>(
+      F * B, HW, Ch, [&](int64_t i) { return carry_p + i * HW * Ch; },
+      [&](int64_t i) { return dh0 + i * Ch * HW; });
+  for (int cl = 0; cl < 3; ++cl) {
+    if (!dW_ru[cl].defined() || g.w[cl] == nullptr) continue;
+    const int64_t nt = e.cells[cl].ntaps, K = nt * Ctot;
+    at::Tensor out = wrap(g.w[cl], {3, Ch, Ctot, nt});
+    const at::Tensor hx = dW_ru[cl].narrow(0, 0, K).view({nt, Ctot, 2, Ch});
+    out.narrow(0, 0, 2).copy_(
+        at::cat({hx.narrow(1, Ch, C), hx.narrow(1, 0, Ch)}, 1).permute({2, 3, 1, 0}));
+    out.select(0, 2).copy_(dW_o[cl].narrow(0, 0, K).view({nt, Ctot, Ch}).permute({2, 1, 0}));
+    at::Tensor bias = wrap(g.b[cl], {3, Ch});
+    bias.narrow(0, 0, 2).view({2 * Ch}).copy_(dW_ru[cl][K]);
+    bias[2].copy_(dW_o[cl][K]);
+  }
+  if (dWb.defined()) {
+    wrap(g.blend_w, {C + 1, 5 * Ch}).copy_(dWb);
+    wrap(g.blend_b, {C + 1}).copy_(dbb);
+  }
+}
+
+template void forward_cpu<float>(const Problem&, const float*, const float*, const float*,
+                                 const Weights<float>&, float*, float*);
+template void forward_cpu<double>(const Problem&, const double*, const double*, const double*,
+                                  const Weights<double>&, double*, double*);
+template void backward_cpu<float>(const Problem&, const float*, const float*, const float*,
+                                  const float*, const float*, const float*, const float*,
+                                  const Weights<float>&, float*, float*, float*,
+                                  const WeightGrads<float>&);
+template void backward_cpu<double>(const Problem&, const double*, const double*, const double*,
+                                   const double*, const double*, const double*, const double*,
+                                   const Weights<double>&, double*, double*, double*,
+                                   const WeightGrads<double>&);
+
+}  // namespace video_predictor
+}  // namespace s2v

@@ -1,0 +1,80 @@
+"""One entry point for every benchmark the device supports.
+
+    python -m profiling.run_all [--quick] [--out DIR]
+
+Runs each ``profiling/bench_*.py`` module as a subprocess (each first runs its
+op's tests and reports no speed-up for an op whose tests fail), collects the
+JSON each writes into a scratch folder, and merges them into one
+``<out>/<YYYY-MM-DD>-<device-slug>.json`` with the schema of
+``profiling/common.py``: benchmarks and kernels concatenated, test counts
+summed. ``--quick`` passes ``--quick`` to the benchmarks that accept it (fewer
+repetitions and sizes) for a smoke run.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import glob
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import torch
+
+from profiling.common import RESULTS_DIR, ROOT, commit, device_name, device_slug, versions
+
+BENCHES = ("bench_dilated_gru", "bench_video_predictor", "bench_product", "bench_media")
+
+
+def _accepts(module: str, flag: str) -> bool:
+    with open(os.path.join(ROOT, "profiling", module + ".py")) as f:
+        return flag in f.read()
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--out", default=RESULTS_DIR)
+    parser.add_argument("--only", nargs="*", help="run only these bench modules")
+    args = parser.parse_args(argv)
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    merged = {"device": device_name(device), "commit": commit(),
+              "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+              "versions": versions(), "benchmarks": [], "kernels": [],
+              "tests": {"passed": 0, "failed": 0, "skipped": 0}, "runs": {}}
+    failed = False
+    with tempfile.TemporaryDirectory() as scratch:
+        for module in args.only or BENCHES:
+            if not os.path.isfile(os.path.join(ROOT, "profiling", module + ".py")):
+                merged["runs"][module] = "missing"
+                continue
+            out = os.path.join(scratch, module)
+            cmd = [sys.executable, "-m", f"profiling.{module}", "--out", out]
+            if args.quick and _accepts(module, "--quick"):
+                cmd.append("--quick")
+            print(f"== {module}", flush=True)
+            proc = subprocess.run(cmd, cwd=ROOT)
+            merged["runs"][module] = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
+            failed |= proc.returncode != 0
+            for path in sorted(glob.glob(os.path.join(out, "*.json"))):
+                with open(path) as f:
+                    doc = json.load(f)
+                for b in doc.get("benchmarks", []):
+                    b.setdefault("source", module)
+                merged["benchmarks"] += doc.get("benchmarks", [])
+                merged["kernels"] += doc.get("kernels", [])
+                for key in merged["tests"]:
+                    merged["tests"][key] += int(doc.get("tests", {}).get(key, 0))
+    os.makedirs(args.out, exist_ok=True)
+    path = os.path.join(args.out, f"{dt.date.today().isoformat()}-"
+                                  f"{device_slug(merged['device'])}.json")
+    with open(path, "w") as f:
+        json.dump(merged, f, indent=2)
+    print(f"wrote {path}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
