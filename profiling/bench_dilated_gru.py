@@ -30,7 +30,6 @@ import datetime
 import json
 import math
 import os
-import platform
 import re
 import shutil
 import statistics
@@ -44,6 +43,10 @@ import torch.nn.functional as F
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from profiling.common import cpu_model, versions  # noqa: E402
+from profiling.common import commit as git_commit  # noqa: E402
+from profiling.common import run_tests as _run_tests  # noqa: E402
+
 from s2v.nn import DilatedResidualGRU  # noqa: E402
 from s2v.ops.dilated_gru import dilated_gru_backends  # noqa: E402
 
@@ -52,50 +55,12 @@ SHAPES = [(T, B) for T in (256, 2048) for B in (1, 16)]
 PASSES = ("fwd", "fwdbwd")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
-def versions() -> dict:
-    import s2v
-    try:
-        import triton
-        triton_version = triton.__version__
-    except ImportError:
-        triton_version = None
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "triton": triton_version, "cuda": torch.version.cuda, "s2v": s2v.__version__}
 
 
-def run_tests() -> dict:
-    """pytest on the op's tests; counts of passed/failed/skipped."""
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-           os.path.join(ROOT, "tests", "ops", "test_dilated_gru_cpu.py")]
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?)", tail):
-        key = "failed" if what.startswith("error") else what
-        counts[key] += int(n)
-    if proc.returncode != 0 and counts["failed"] == 0:
-        counts["failed"] = 1  # pytest itself failed (collection error, crash)
-    counts["summary"] = tail
-    return counts
 
 
 class GruReshape(torch.nn.Module):
@@ -127,6 +92,11 @@ class GruReshape(torch.nn.Module):
             h = h.view(B, span, Tp // span, Dm).transpose(1, 2).reshape(B, Tp, Dm)[:, :T]
             u = F.leaky_relu((h + u) / math.sqrt(2), 0.2) if len(self.grus) > 1 else h
         return u
+
+
+def run_tests() -> dict:
+    """pytest on the op's tests (counts of passed/failed/skipped)."""
+    return _run_tests(["tests/ops/test_dilated_gru_cpu.py"])
 
 
 def make_callable(impl: str, T: int, B: int, pas: str, device: str):

@@ -30,7 +30,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
@@ -42,6 +41,10 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
+from profiling.common import cpu_model, versions  # noqa: E402
+from profiling.common import commit as git_commit  # noqa: E402
+from profiling.common import run_tests as _run_tests  # noqa: E402
+
 from s2v.nn import VideoPredictor  # noqa: E402
 from s2v.ops.video_predictor import video_predictor_backends  # noqa: E402
 
@@ -50,44 +53,17 @@ PASSES = ("fwd", "fwdbwd")
 TESTS = os.path.join(ROOT, "tests", "ops", "test_video_predictor_cpu.py")
 
 
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
-def git_commit() -> str:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
-                              text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
-def versions() -> dict:
-    import s2v
-    from s2v.kernels._triton_support import triton_version
-    return {"python": platform.python_version(), "torch": torch.__version__,
-            "triton": triton_version(), "cuda": torch.version.cuda, "s2v": s2v.__version__}
+
+
 
 
 def run_tests() -> dict:
-    """pytest on the op's tests: counts of passed/failed/skipped."""
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", TESTS],
-                          cwd=ROOT, capture_output=True, text=True)
-    counts = {"passed": 0, "failed": 0, "skipped": 0}
-    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
-    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?)", tail):
-        counts["failed" if what.startswith("error") else what] += int(n)
-    if proc.returncode != 0 and counts["failed"] == 0:
-        counts["failed"] = 1  # pytest itself failed (collection error, crash)
-    counts["summary"] = tail
-    return counts
+    """pytest on the op's tests (counts of passed/failed/skipped)."""
+    return _run_tests([TESTS])
 
 
 def flops(S: int, B: int, pas: str) -> float:

@@ -85,11 +85,12 @@ def run_tests(paths: List[str]) -> Dict[str, int]:
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            *paths], cwd=ROOT, capture_output=True, text=True)
     counts = {"passed": 0, "failed": 0, "skipped": 0}
-    for key in counts:
-        m = re.search(rf"(\d+) {key}", proc.stdout)
-        counts[key] = int(m.group(1)) if m else 0
-    if proc.returncode not in (0, 5):
-        counts["failed"] = max(counts["failed"], 1)
+    tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
+    for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?)", tail):
+        counts["failed" if what.startswith("error") else what] += int(n)
+    if proc.returncode not in (0, 5) and counts["failed"] == 0:
+        counts["failed"] = 1  # pytest itself failed (collection error, crash)
+    counts["summary"] = tail
     return counts
 
 

@@ -256,7 +256,7 @@ class FeatureStream:
                                             dtype=torch.float64)))
 
     def _consume(self, final: bool) -> torch.Tensor:
-        hop, n_fft = self.mel.hop, self.mel.n_fft
+        hop = self.mel.hop
         new = self.mel(self.samples)
         if new.shape[1]:
             self.frames = torch.cat([self.frames, new], dim=1)

@@ -19,7 +19,7 @@ import random
 import shutil
 import signal
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Optional, Tuple
 
 import torch

@@ -1,8 +1,5 @@
 """Media I/O on synthetic files: frame selection by timestamp, audio formats, writing,
 and one-line errors for bad input."""
-import math
-import os
-import warnings
 
 import numpy as np
 import pytest
