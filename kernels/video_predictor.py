@@ -99,15 +99,20 @@ def _check(name, t, shape=None, dtype=None, device=None):
         raise ValueError(f"{name}: expected a contiguous tensor (call .contiguous())")
 
 
-def _validate(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
-    """Check everything; return (directional, F, Ch, k, n_taps)."""
+def _check_sequence(x):
+    """``x [B, T, C, H, W]`` in a supported dtype with every size >= 1; its shape."""
     _check("x", x)
     if x.dtype not in _DTYPES:
         raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
     if x.dim() != 5 or min(x.shape) < 1:
         raise ValueError(f"x: expected [B, T, C, H, W] with every size >= 1, "
                          f"got {tuple(x.shape)}")
-    B, T, C, H, W = x.shape
+    return x.shape
+
+
+def _validate(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+    """Check everything; return (directional, F, Ch, k, n_taps)."""
+    B, T, C, H, W = _check_sequence(x)
     kw = dict(dtype=x.dtype, device=x.device)
     _check("xh", xh, x.shape, **kw)
     _check("w_sq", w_sq, **kw)
@@ -526,13 +531,7 @@ def _validate_cell(x, h0, weight, bias, orientation, direction):
     if direction not in (1, -1):
         raise ValueError(f"direction: expected +1 or -1, got {direction!r}")
     orientation = _ORIENTATION_CODES[orientation]
-    _check("x", x)
-    if x.dtype not in _DTYPES:
-        raise TypeError(f"x: expected float32, bfloat16 or float16, got {x.dtype}")
-    if x.dim() != 5 or min(x.shape) < 1:
-        raise ValueError(f"x: expected [B, T, C, H, W] with every size >= 1, "
-                         f"got {tuple(x.shape)}")
-    B, T, C, H, W = x.shape
+    B, T, C, H, W = _check_sequence(x)
     kw = dict(dtype=x.dtype, device=x.device)
     _check("weight", weight, **kw)
     if weight.dim() < 3 or weight.shape[0] != 3:

@@ -54,6 +54,17 @@ def _open(path, what: str):
         raise MediaError(f"{path}: not a readable {what} file ({_reason(exc)})") from None
 
 
+def _open_stream(path, kind: str):
+    """``(container, first stream of kind)`` (``"video"`` or ``"audio"``); the container is
+    closed again when the file has no such stream."""
+    container = _open(path, kind)
+    streams = container.streams.video if kind == "video" else container.streams.audio
+    if not streams:
+        container.close()
+        raise MediaError(f"{path}: has no {kind} stream")
+    return container, streams[0]
+
+
 def _reason(exc) -> str:
     text = getattr(exc, "strerror", None) or str(exc)
     return text.split(";")[0].strip().rstrip(".").lower() or type(exc).__name__
@@ -73,11 +84,8 @@ class VideoInfo:
 
 
 def video_info(path) -> VideoInfo:
-    container = _open(path, "video")
+    container, stream = _open_stream(path, "video")
     try:
-        if not container.streams.video:
-            raise MediaError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
         rate = stream.average_rate or stream.guessed_rate or 0
         duration = 0.0
         if stream.duration is not None and stream.time_base:
@@ -159,11 +167,8 @@ def iter_frames(path, fps: float, size: int, crop: Sequence[int] | None = None,
     if size < 1:
         raise ValueError(f"size: expected a positive frame size, got {size}")
     av = _av()
-    container = _open(path, "video")
+    container, stream = _open_stream(path, "video")
     try:
-        if not container.streams.video:
-            raise MediaError(f"{path}: has no video stream")
-        stream = container.streams.video[0]
         stream.thread_type = "AUTO"  # frame + slice threads: decoding is the floor
         convert, start, held, emitted = None, None, None, 0
         # Half a microsecond of slack so 1/fps grids meet frame timestamps exactly.
@@ -215,11 +220,8 @@ def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16) -> Iterator
     if sample_rate <= 0:
         raise ValueError(f"sample_rate: expected a positive rate, got {sample_rate}")
     av = _av()
-    container = _open(path, "audio")
+    container, stream = _open_stream(path, "audio")
     try:
-        if not container.streams.audio:
-            raise MediaError(f"{path}: has no audio stream")
-        stream = container.streams.audio[0]
         resampler, pending, count = None, [], 0
         try:
             for frame in container.decode(stream):
