@@ -25,7 +25,9 @@ def generate(checkpoint, audio, out, **options):
 
 
 def evaluate(checkpoint, **options):
-    """MSE/PSNR/SSIM of the checkpoint on the held-out 20 % (see :mod:`s2v.evaluation`)."""
+    """MSE/PSNR/SSIM of the checkpoint on the held-out 20 %, plus FID, LPIPS and FVD
+    given local TorchScript weight files ``inception=``, ``vgg=``, ``i3d=`` (never
+    downloaded; see :func:`s2v.evaluation.evaluate`)."""
     from .evaluation import evaluate as _evaluate
     return _evaluate(checkpoint, **options)
 

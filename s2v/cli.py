@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import List
 
 from . import __version__
 from .ops.backend import BACKENDS, BackendUnavailableError
@@ -151,13 +150,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_runtime(gen)
     gen.set_defaults(run=_generate)
 
-    ev = sub.add_parser("evaluate", help="MSE/PSNR/SSIM on the held-out 20 %%")
+    ev = sub.add_parser("evaluate", help="MSE/PSNR/SSIM (and FID/LPIPS/FVD given weight "
+                        "files) on the held-out 20 %%")
     ev.add_argument("checkpoint", help="checkpoint file or run directory")
     ev.add_argument("--video", help="clip to evaluate on (default: the training video)")
     ev.add_argument("--json", help="also write the metrics to this JSON file")
-    ev.add_argument("--inception", help="Inception weights for FID (not available yet)")
-    ev.add_argument("--vgg", help="VGG weights for LPIPS (not available yet)")
-    ev.add_argument("--i3d", help="I3D weights for FVD (not available yet)")
+    ev.add_argument("--inception", metavar="FILE", help="TorchScript Inception "
+                    "(inception-2015-12-05.pt) for FID; a local file, never downloaded")
+    ev.add_argument("--vgg", metavar="FILE", help="TorchScript VGG16 (vgg16.pt) for LPIPS; "
+                    "a local file, never downloaded")
+    ev.add_argument("--i3d", metavar="FILE", help="TorchScript I3D (i3d_torchscript.pt) for "
+                    "FVD on 16-frame clips; a local file, never downloaded")
     _add_runtime(ev, precision=False)
     ev.set_defaults(run=_evaluate)
 
@@ -166,7 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: List[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)

@@ -2,7 +2,10 @@
 
 The generator's states are warmed on the preceding frames' audio, the motion
 noise is drawn with seed 0, and MSE, PSNR and SSIM (11×11 Gaussian, σ 1.5) on
-RGB in [0, 1] are averaged over the held-out frames.
+RGB in [0, 1] are averaged over the held-out frames. Given local TorchScript
+weight files (never downloaded), FID, LPIPS and FVD are added
+(:mod:`s2v.feature_metrics`). Every metric is also computed for the mean real
+frame repeated, a baseline that any useful model must beat.
 """
 from __future__ import annotations
 
@@ -73,8 +76,8 @@ def write_sample(path: str, fake: torch.Tensor, clip) -> None:
     rate = 64000
     wave = read_audio(clip.source, rate)
     fps = clip.options.fps
-    first = int(round(clip.split / fps * rate))
-    last = int(round((clip.split + fake.shape[0]) / fps * rate))
+    first = round(clip.split / fps * rate)
+    last = round((clip.split + fake.shape[0]) / fps * rate)
     frames = (to_unit(fake).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
     os.makedirs(os.path.dirname(path), exist_ok=True)
     tmp = path + ".part.mp4"
@@ -88,11 +91,28 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
              backend: str = "auto", inception=None, vgg=None, i3d=None,
              progress: bool = False) -> dict:
     """Metrics of the checkpoint's re-animation of the held-out 20 % of ``video``
-    (default: the training video recorded in the checkpoint)."""
-    if inception or vgg or i3d:
-        raise ValueError("FID, LPIPS and FVD are not available in this version of s2v "
-                         "(no feature networks are implemented yet); run without "
-                         "--inception/--vgg/--i3d for MSE, PSNR and SSIM")
+    (default: the training video recorded in the checkpoint).
+
+    Returns ``{"mse", "psnr", "ssim", "frames", "step", "video",
+    "baseline_mean_frame": {...}}`` and, for each weight file given, ``"fid"``
+    (``inception``: path of the TorchScript ``inception-2015-12-05.pt``), ``"lpips"``
+    (``vgg``: ``vgg16.pt``) and ``"fvd"`` (``i3d``: ``i3d_torchscript.pt``, needs at
+    least 16 held-out frames; ``"fvd_clips"`` says how many 16-frame clips it
+    compared); ``baseline_mean_frame`` holds the same metrics for the mean real
+    frame. The files are local TorchScript archives, loaded onto ``device`` with
+    ``torch.jit.load`` and never downloaded (see :mod:`s2v.feature_metrics` for their
+    interfaces); they are checked before anything else runs. FID and FVD from a short
+    held-out part are biased upwards (a warning says so): compare them only between
+    evaluations on the same clip. ``json_path``: also write the result there.
+
+    Example::
+
+        s2v.evaluate("runs/clip", inception="inception-2015-12-05.pt",
+                     vgg="vgg16.pt", i3d="i3d_torchscript.pt")
+    """
+    from .feature_metrics import compare, load_detectors
+
+    detectors = load_detectors(inception=inception, vgg=vgg, i3d=i3d, device=device)
     g = load(checkpoint, device, backend)
     cfg = g.s2v_config["data"]
     video = video or cfg["video"]
@@ -113,22 +133,37 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
     result = frame_metrics(to_unit(fake), real)
     mean_frame = real.mean(dim=0, keepdim=True).expand_as(real)
     baseline = frame_metrics(mean_frame, real)
-    result.update({"baseline_mean_frame": {k: baseline[k] for k in ("mse", "psnr", "ssim")},
-                   "step": g.s2v_step, "video": os.fspath(video)})
+    baseline = {k: baseline[k] for k in ("mse", "psnr", "ssim")}
+    if detectors:
+        model, base = compare(detectors, to_unit(fake).clamp(0, 1), real)
+        result.update(model)
+        baseline.update(base)
+    result.update({"baseline_mean_frame": baseline, "step": g.s2v_step,
+                   "video": os.fspath(video)})
     if json_path:
         with open(json_path, "w") as f:
             json.dump(result, f, indent=2)
     return result
 
 
+FORMATS = (("mse", "{:.5f}"), ("psnr", "{:.2f} dB"), ("ssim", "{:.4f}"),
+           ("fid", "{:.2f}"), ("lpips", "{:.4f}"), ("fvd", "{:.2f}"))
+
+
 def format_table(result: dict) -> str:
+    """The metrics present in ``result``, model and mean-frame baseline side by side."""
     base = result["baseline_mean_frame"]
     rows = [f"{'metric':<8}{'model':>12}{'mean frame':>14}"]
-    for key, fmt in (("mse", "{:.5f}"), ("psnr", "{:.2f} dB"), ("ssim", "{:.4f}")):
-        rows.append(f"{key:<8}{fmt.format(result[key]):>12}{fmt.format(base[key]):>14}")
-    rows.append(f"{result['frames']} held-out frames, checkpoint step {result['step']}")
+    for key, fmt in FORMATS:
+        if key in result:
+            b = fmt.format(base[key]) if key in base else "-"
+            rows.append(f"{key:<8}{fmt.format(result[key]):>12}{b:>14}")
+    tail = f"{result['frames']} held-out frames"
+    if "fvd_clips" in result:
+        tail += f" ({result['fvd_clips']} 16-frame clips for FVD)"
+    rows.append(f"{tail}, checkpoint step {result['step']}")
     return "\n".join(rows)
 
 
-__all__ = ["evaluate", "load", "reanimate", "reanimate_holdout", "format_table",
+__all__ = ["evaluate", "format_table", "load", "reanimate", "reanimate_holdout",
            "write_sample"]
