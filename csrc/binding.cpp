@@ -24,6 +24,10 @@
 #include "video_predictor/video_predictor_torch.h"
 // ---- video_predictor (end) ----
 
+// ---- poison (begin) ----
+#include "poison.h"
+// ---- poison (end) ----
+
 namespace s2v {
 namespace {
 
@@ -115,4 +119,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         pybind11::arg("direction"),
         "Gradients of dirconv_gru_forward -> [dx, dh0, dweight, dbias].");
   // ---- video_predictor (end) ----
+
+  // ---- poison (begin) ----
+  // Debug aid of csrc/poison.h, for the tests: whether S2V_POISON_EMPTY=1 is in
+  // force for this process, and the allocator the glue uses, on its own.
+  m.def("poison_enabled", &s2v::poison_enabled,
+        "True when S2V_POISON_EMPTY=1 was set at the first allocation: every buffer the "
+        "kernels allocate starts as NaN (floating) or the type's maximum (integer).");
+  m.def("_poisoned_empty_like", &s2v::s2v_empty_like, pybind11::arg("t"),
+        "s2v_empty_like(t) as the kernels allocate (test aid for csrc/poison.h).");
+  // ---- poison (end) ----
 }

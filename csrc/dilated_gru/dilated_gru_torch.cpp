@@ -11,6 +11,8 @@
 #include <string>
 
 #include "dilated_gru/dilated_gru.h"
+// s2v_empty / s2v_empty_like: at::empty(_like) that NaN-fill under S2V_POISON_EMPTY=1.
+#include "poison.h"
 
 #ifdef S2V_WITH_CUDA
 #include <c10/cuda/CUDAStream.h>
@@ -147,13 +149,13 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& state,
   const at::Tensor w_hh_t = w_hh_f.transpose(1, 2).contiguous();
 
   const int64_t R = hist_rows(d);
-  at::Tensor hist = at::empty({B, R, D}, x.options());
+  at::Tensor hist = s2v_empty({B, R, D}, x.options());
   int64_t srow = 0;
   for (int l = 0; l < d.L; ++l) {
     hist.narrow(1, seg_offset(d, l), span(d, l)).copy_(state.narrow(1, srow, span(d, l)));
     srow += span(d, l);
   }
-  at::Tensor y = at::empty({B, T, D}, x.options());
+  at::Tensor y = s2v_empty({B, T, D}, x.options());
   const Storage storage = x.scalar_type() == at::kBFloat16 ? Storage::kBFloat16
                                                             : Storage::kFloat32;
   if (x.is_cuda()) {
@@ -198,7 +200,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dy_in, const at::Tensor& dnew
   int64_t S = 0;
   for (int l = 0; l < d.L; ++l) S += span(d, l);
   const int64_t R = hist_rows(d), L = d.L, D3 = 3 * D;
-  check_all(x, at::empty({B, S, D}, x.options()), w_ih, w_hh, b_ih, b_hh, dilation, fb_w, fb_b,
+  check_all(x, s2v_empty({B, S, D}, x.options()), w_ih, w_hh, b_ih, b_hh, dilation, fb_w, fb_b,
             has_state);
   check_tensor("dy", dy_in, x, {B, T, D}, "[B, T, D]");
   check_tensor("dnew_state", dnew_state_in, x, {B, S, D}, "[B, S, D]");
@@ -246,9 +248,9 @@ std::vector<at::Tensor> backward(const at::Tensor& dy_in, const at::Tensor& dnew
     dhist.narrow(1, seg_offset(d, l) + T, span(d, l)).copy_(dns.narrow(1, srow, span(d, l)));
     srow += span(d, l);
   }
-  at::Tensor dgi = at::empty({L, B, T, D3}, xf.options());
-  at::Tensor dgh = at::empty({L, B, T, D3}, xf.options());
-  at::Tensor du0 = at::empty({B, T, D}, xf.options());
+  at::Tensor dgi = s2v_empty({L, B, T, D3}, xf.options());
+  at::Tensor dgh = s2v_empty({L, B, T, D3}, xf.options());
+  at::Tensor du0 = s2v_empty({B, T, D}, xf.options());
   if (x.is_cuda()) {
 #ifdef S2V_WITH_CUDA
     const int rc = backward_cuda(d, gi.data_ptr<float>(), gh.data_ptr<float>(),
@@ -290,8 +292,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dy_in, const at::Tensor& dnew
     dfb_b = dpre_flat.sum(0);
   } else {
     dx = du0;
-    dfb_w = at::empty({0}, x.options());
-    dfb_b = at::empty({0}, x.options());
+    dfb_w = s2v_empty({0}, x.options());
+    dfb_b = s2v_empty({0}, x.options());
   }
   const auto dt = x.scalar_type();
   return {dx.to(dt),    dstate.to(dt), dw_ih.to(dt), dw_hh.to(dt),

@@ -31,6 +31,8 @@
 //   weight gradients are per-tap GEMMs over whole frames after the scan. Time
 //   is processed in chunks, newest first, so scratch stays bounded.
 #include "video_predictor/video_predictor.h"
+// s2v_empty / s2v_empty_like: at::empty(_like) that NaN-fill under S2V_POISON_EMPTY=1.
+#include "poison.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -292,7 +294,7 @@ struct Engine {
   }
 
   at::Tensor col_block(int64_t rows, int64_t K) {
-    if (!col.defined() || col.numel() < rows * K) col = at::empty({rows * K}, opt);
+    if (!col.defined() || col.numel() < rows * K) col = s2v_empty({rows * K}, opt);
     return col.narrow(0, 0, rows * K).view({rows, K});
   }
 
@@ -392,7 +394,7 @@ template <typename T>
 at::Tensor frames_to_cl(const T* v, int64_t B, int64_t T_, int64_t C, int64_t HW,
                         at::TensorOptions opt, int64_t t0 = 0, int64_t nt = -1) {
   if (nt < 0) nt = T_;
-  at::Tensor out = at::empty({nt, B * HW, C}, opt);
+  at::Tensor out = s2v_empty({nt, B * HW, C}, opt);
   T* o = out.data_ptr<T>();
   transpose_planes<T>(
       nt * B, C, HW, [&](int64_t i) { return v + ((i % B) * T_ + t0 + i / B) * C * HW; },
@@ -420,12 +422,12 @@ void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const W
   const int64_t B = p.B, HW = p.H * p.W;
   const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt);
   // Hcl[f][t] is the state before frame t (t = 0: h0), channels-last.
-  at::Tensor Hcl = at::empty({F, T_ + 1, N, Ch}, e.opt);
+  at::Tensor Hcl = s2v_empty({F, T_ + 1, N, Ch}, e.opt);
   T* Hp0 = Hcl.data_ptr<T>();
   transpose_planes<T>(
       F * B, Ch, HW, [&](int64_t i) { return h0 + i * Ch * HW; },
       [&](int64_t i) { return Hp0 + ((i / B) * (T_ + 1) * N + (i % B) * HW) * Ch; });
-  at::Tensor gates = at::empty({N, 2 * Ch}, e.opt), cand = at::empty({N, Ch}, e.opt);
+  at::Tensor gates = s2v_empty({N, 2 * Ch}, e.opt), cand = s2v_empty({N, Ch}, e.opt);
   const T* xp = x_cl.data_ptr<T>();
   T* Hp = Hcl.data_ptr<T>();
   for (int64_t t = 0; t < T_; ++t)
@@ -470,7 +472,7 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
   const int64_t HW = H * W;
   const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt);
   const T* xp = x_cl.data_ptr<T>();
-  at::Tensor Hcl = at::empty({F, T_ + 1, N, Ch}, e.opt);
+  at::Tensor Hcl = s2v_empty({F, T_ + 1, N, Ch}, e.opt);
   T* Hp = Hcl.data_ptr<T>();
   transpose_planes<T>(
       F * B, Ch, HW, [&](int64_t i) { return h0 + i * Ch * HW; },
@@ -489,7 +491,7 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
     transpose_planes<T>(
         F * B, Ch, HW, [&](int64_t i) { return dh_last + i * Ch * HW; },
         [&](int64_t i) { return carry_p + i * HW * Ch; });
-  at::Tensor acc = at::empty({N, Ch}, e.opt), dq = at::empty({N, Ch}, e.opt);
+  at::Tensor acc = s2v_empty({N, Ch}, e.opt), dq = s2v_empty({N, Ch}, e.opt);
   at::Tensor dx_cl = at::zeros({T_, N, C}, e.opt);
   at::Tensor dW_ru[3], dW_o[3];
   for (const FlowGeom& fg : e.flows) {
@@ -510,14 +512,14 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
   const int64_t per_step = F * N * (8 * Ch) * static_cast<int64_t>(sizeof(T)) +
                            N * (4 * C + 2) * static_cast<int64_t>(sizeof(T));
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(T_, kChunkBytes / per_step));
-  at::Tensor Gbuf = at::empty({chunk, F, N, 2 * Ch}, e.opt);  // r, u
-  at::Tensor Cbuf = at::empty({p.recompute_candidate ? chunk : 0, F, N, Ch}, e.opt);  // c
-  at::Tensor Qbuf = at::empty({chunk, F, N, Ch}, e.opt);
+  at::Tensor Gbuf = s2v_empty({chunk, F, N, 2 * Ch}, e.opt);  // r, u
+  at::Tensor Cbuf = s2v_empty({p.recompute_candidate ? chunk : 0, F, N, Ch}, e.opt);  // c
+  at::Tensor Qbuf = s2v_empty({chunk, F, N, Ch}, e.opt);
   // Margin rows (zero) around each [N, 3Ch] block: the transposed tap GEMMs read it shifted.
-  at::Tensor DAbuf = at::empty({chunk, F, N + 2 * e.M, 3 * Ch}, e.opt);
+  at::Tensor DAbuf = s2v_empty({chunk, F, N + 2 * e.M, 3 * Ch}, e.opt);
   DAbuf.narrow(2, 0, e.M).zero_();
   DAbuf.narrow(2, e.M + N, e.M).zero_();
-  at::Tensor DHObuf = at::empty({chunk, F, N, Ch}, e.opt);
+  at::Tensor DHObuf = s2v_empty({chunk, F, N, Ch}, e.opt);
 
   for (int64_t t1 = T_; t1 > 0;) {
     const int64_t t0 = std::max<int64_t>(0, t1 - chunk), nt = t1 - t0;

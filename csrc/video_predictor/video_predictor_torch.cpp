@@ -4,6 +4,8 @@
 #include <c10/util/Exception.h>
 
 #include "video_predictor/video_predictor.h"
+// s2v_empty / s2v_empty_like: at::empty(_like) that NaN-fill under S2V_POISON_EMPTY=1.
+#include "poison.h"
 
 namespace s2v {
 namespace video_predictor {
@@ -203,8 +205,8 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& xh, const
   const at::Tensor xc = widen(x, ct), xhc = widen(xh, ct), h0c = widen(h0, ct);
   const std::vector<at::Tensor> wc = widen_all(a.w, ct);
   const auto opt = xc.options();
-  at::Tensor y = at::empty({p.B, p.T, p.C, p.H, p.W}, opt);
-  at::Tensor h_seq = at::empty({p.flows(), p.B, p.T, p.Ch, p.H, p.W}, opt);
+  at::Tensor y = s2v_empty({p.B, p.T, p.C, p.H, p.W}, opt);
+  at::Tensor h_seq = s2v_empty({p.flows(), p.B, p.T, p.Ch, p.H, p.W}, opt);
   AT_DISPATCH_FLOATING_TYPES(ct, "video_predictor_forward", [&] {
     forward_cpu<scalar_t>(p, xc.data_ptr<scalar_t>(), xhc.data_ptr<scalar_t>(),
                           h0c.data_ptr<scalar_t>(), weights_of<scalar_t>(wc),
@@ -235,9 +237,9 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& dh_last
                    hsc = widen(h_seq, ct);
   const std::vector<at::Tensor> wc = widen_all(a.w, ct);
   const auto opt = xc.options();
-  at::Tensor dx = at::empty_like(xc), dxh = at::empty_like(xc), dh0 = at::empty_like(h0c);
+  at::Tensor dx = s2v_empty_like(xc), dxh = s2v_empty_like(xc), dh0 = s2v_empty_like(h0c);
   std::vector<at::Tensor> g;
-  for (const at::Tensor& t : wc) g.push_back(at::empty(t.sizes(), opt));
+  for (const at::Tensor& t : wc) g.push_back(s2v_empty(t.sizes(), opt));
   AT_DISPATCH_FLOATING_TYPES(ct, "video_predictor_backward", [&] {
     backward_cpu<scalar_t>(p, dyc.data_ptr<scalar_t>(), ptr<scalar_t>(dhsc),
                            ptr<scalar_t>(dhlc), xc.data_ptr<scalar_t>(),
@@ -258,7 +260,7 @@ at::Tensor cell_forward(const at::Tensor& x, const at::Tensor& h0, const at::Ten
   const at::ScalarType ct = compute_type(x);
   const at::Tensor xc = widen(x, ct), h0c = widen(h0, ct), wc = widen(weight, ct),
                    bc = widen(bias, ct);
-  at::Tensor h_seq = at::empty({p.B, p.T, p.Ch, p.H, p.W}, xc.options());
+  at::Tensor h_seq = s2v_empty({p.B, p.T, p.Ch, p.H, p.W}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(ct, "dirconv_gru_forward", [&] {
     Weights<scalar_t> w;
     w.w[0] = wc.data_ptr<scalar_t>();
@@ -280,8 +282,8 @@ std::vector<at::Tensor> cell_backward(const at::Tensor& dh_seq, const at::Tensor
   const at::ScalarType ct = compute_type(x);
   const at::Tensor dhc = widen(dh_seq, ct), xc = widen(x, ct), h0c = widen(h0, ct),
                    hsc = widen(h_seq, ct), wc = widen(weight, ct), bc = widen(bias, ct);
-  at::Tensor dx = at::empty_like(xc), dh0 = at::empty_like(h0c), dw = at::empty_like(wc),
-             db = at::empty_like(bc);
+  at::Tensor dx = s2v_empty_like(xc), dh0 = s2v_empty_like(h0c), dw = s2v_empty_like(wc),
+             db = s2v_empty_like(bc);
   AT_DISPATCH_FLOATING_TYPES(ct, "dirconv_gru_backward", [&] {
     Weights<scalar_t> w;
     w.w[0] = wc.data_ptr<scalar_t>();

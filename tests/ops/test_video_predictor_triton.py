@@ -227,6 +227,12 @@ def _worker(in_path, out_path):
     triton_before = "triton" in sys.modules
     from s2v.kernels import video_predictor as vp
     imports_triton = "triton" in sys.modules and not triton_before
+    # This file runs as a script here, outside pytest: install conftest's NaN-poisoned
+    # torch.empty by hand so the launchers' buffers start as NaN like in-process.
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))))
+    from tests.conftest import nan_poison
+
     payload = torch.load(in_path)
     results = {"_module_imports_triton": imports_triton}
     defaults = {n: getattr(vp, n) for n in ("_CPU_BLOCK_P", "_MAX_BLOCK_N", "_MAX_BLOCK_K")}
@@ -234,8 +240,9 @@ def _worker(in_path, out_path):
         start = time.time()
         for attr, value in {**defaults, **(case["tiles"] or {})}.items():
             setattr(vp, attr, value)
-        results[name] = run_cell_kernels(vp, case, inputs) if case.get("cell") else \
-            run_kernels(vp, inputs)
+        with nan_poison():
+            results[name] = run_cell_kernels(vp, case, inputs) if case.get("cell") else \
+                run_kernels(vp, inputs)
         print(f"{name}: {time.time() - start:.1f} s", file=sys.stderr)
     torch.save(results, out_path)
 
