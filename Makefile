@@ -40,7 +40,7 @@ $(VPY):
 $(STAMP): $(VPY) $(BUILD_INPUTS)
 	@$(ENSURE_TORCH)
 	$(PIP) install 'setuptools>=77' wheel ninja numpy
-	$(PIP) install --no-build-isolation -e '.[test]'
+	$(PIP) install --no-build-isolation -e '.[test,profiling]'
 	@touch $(STAMP)
 
 install: $(STAMP)
