@@ -173,7 +173,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
-    except (ValueError, TypeError, OSError, BackendUnavailableError) as exc:
+    # ImportError: an optional dependency the command needs (PyAV) is missing; its
+    # message says what to install.
+    except (ValueError, TypeError, OSError, ImportError, BackendUnavailableError) as exc:
         if args.debug:
             raise
         print(f"s2v {args.command}: error: {exc}", file=sys.stderr)
