@@ -1,66 +1,64 @@
-"""Benchmark of the fused dilated residual GRU stack (issue 7). Not a test.
+"""Benchmark of the fused residual dilated GRU stack (issue 7). Not a test.
 
-    .venv/bin/python profiling/bench_dilated_gru.py [--reps 20] [--threads 2]
-        [--compile-timeout 240] [--out profiling/results/]
+    python -m profiling.bench_dilated_gru [--quick] [--threads 2]
+        [--compile-timeout 1500] [--no-compile] [--no-sweeps] [--out DIR]
 
-Shapes: D = 66, L = 3, dilation 2, T = 256 and 2048, B = 1 and 16; passes
-``fwd`` (no grad) and ``fwdbwd`` (forward + backward of y.sum() into x and every
-parameter). Implementations:
+D = 66, L = 3, dilation 2, fp32; ``fwd`` (no grad) and ``fwdbwd`` (forward +
+backward of y.sum() into x and every parameter).
 
-- ``eager``: ``dilated_gru_ref`` (the PyTorch reference, one op per gate).
-- ``compile``: ``torch.compile(eager module)``, default (inductor) mode, in a
-  child process with a time limit; recorded as null with a note when the
-  compilation does not finish in time (it unrolls the T x L cell loop), and
-  skipped above --compile-max-t.
-- ``gru_reshape``: per layer, the dilation-as-batch reshape ([B, T, D] ->
-  [B * 2^l, T / 2^l, D], dilation^l interleaved subsequences) through
-  ``nn.GRU`` (cuDNN on a GPU), with the residual between layers.
-- ``cpu`` / ``cuda``: the fused kernels of s2v._C.
+- Shapes: T = 256 and 2048, B = 1 and 16; ``--quick``: T = 256 only.
+- Implementations: ``eager`` (``dilated_gru_ref``: one op per gate, a Python
+  loop over T × L cells); ``compile`` (``torch.compile`` of the eager module,
+  default inductor mode, which unrolls the T × L loop, in a child process with
+  a time limit; attempted up to T = 256, not with ``--quick``); ``compile_cell`` (the eager loop with
+  its cell function compiled once: regional compilation, the usual way to
+  compile an RNN); ``gru_reshape`` (per layer, the dilation as a batch of
+  interleaved subsequences through ``nn.GRU``, cuDNN on a GPU, residual between
+  layers); ``cpu`` / ``cuda`` (the fused kernels of s2v._C); on a GPU also
+  ``eager_cuda_graph`` (eager captured in one CUDA graph).
+- Scaling sweeps (not with ``--quick``): time vs T (64 → 4096) and batch
+  (1 → 16) for eager, gru_reshape and the fused backend.
 
-Each time is the median of ``--reps`` (>= 20) timed repetitions after warm-up,
-measured with ``time.perf_counter``, with the thread count fixed. The op's
-tests (tests/ops/test_dilated_gru_cpu.py) run first; if any fails, no speedup
-is reported and the script exits non-zero. JSON goes to
-``profiling/results/<date>-<device-slug>-dilated_gru.json``.
+Timing and JSON: profiling/timing.py (median of ≥ 20 repetitions; 5 with
+``--quick``) and profiling/common.py. ``floor_ms`` is the dependency chain of
+SPEC §9, (T + L) dependent cell steps (see profiling/peaks.py for the step
+model), or the arithmetic at the measured matmul rate where that is larger.
+The op's tests run first; if any fails, the script exits non-zero before
+timing anything.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
+import importlib
 import json
 import math
 import os
 import re
 import shutil
-import statistics
 import subprocess
 import sys
-import time
 
 import torch
 import torch.nn.functional as F
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+from profiling import peaks as peaks_mod
+from profiling.common import (
+    RESULTS_DIR,
+    ROOT,
+    round_times,
+    run_child,
+    run_tests,
+    write_results,
+)
+from profiling.timing import MIN_REPS, QUICK_REPS, cuda_graph, sync, time_ms
+from s2v.nn import DilatedResidualGRU
 
-from profiling.common import cpu_model, versions  # noqa: E402
-from profiling.common import commit as git_commit  # noqa: E402
-from profiling.common import run_tests as _run_tests  # noqa: E402
-
-from s2v.nn import DilatedResidualGRU  # noqa: E402
-from s2v.ops.dilated_gru import dilated_gru_backends  # noqa: E402
+# s2v.ops re-exports the op function under the module's name, hence import_module.
+dgru_ops = importlib.import_module("s2v.ops.dilated_gru")
 
 D, L, DILATION = 66, 3, 2
-SHAPES = [(T, B) for T in (256, 2048) for B in (1, 16)]
 PASSES = ("fwd", "fwdbwd")
-
-
-
-
-
-
-
-
+TESTS = ["tests/ops/test_dilated_gru_cpu.py", "tests/ops/test_dilated_gru.py"]
 
 
 class GruReshape(torch.nn.Module):
@@ -92,74 +90,6 @@ class GruReshape(torch.nn.Module):
             h = h.view(B, span, Tp // span, Dm).transpose(1, 2).reshape(B, Tp, Dm)[:, :T]
             u = F.leaky_relu((h + u) / math.sqrt(2), 0.2) if len(self.grus) > 1 else h
         return u
-
-
-def run_tests() -> dict:
-    """pytest on the op's tests (counts of passed/failed/skipped)."""
-    return _run_tests(["tests/ops/test_dilated_gru_cpu.py"])
-
-
-def make_callable(impl: str, T: int, B: int, pas: str, device: str):
-    torch.manual_seed(0)
-    base = DilatedResidualGRU(D, L, DILATION, backend="eager").to(device)
-    if impl in ("eager", "compile"):
-        model = base
-    elif impl == "gru_reshape":
-        model = GruReshape(base).to(device)
-    else:
-        model = DilatedResidualGRU(D, L, DILATION, backend=impl).to(device)
-        model.load_state_dict(base.state_dict())
-    fn = model
-    if impl == "compile":
-        fn = torch.compile(model)
-    x = torch.randn(B, T, D, device=device, requires_grad=(pas == "fwdbwd"))
-
-    def out_of(res):
-        return res[0] if isinstance(res, tuple) else res
-
-    if pas == "fwd":
-        def step():
-            with torch.no_grad():
-                out_of(fn(x))
-    else:
-        def step():
-            out_of(fn(x)).sum().backward()
-    return step, model, x
-
-
-def sync(device):
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def time_impl(impl, T, B, pas, device, reps) -> float:
-    step, _, _ = make_callable(impl, T, B, pas, device)
-    for _ in range(3):
-        step()
-    sync(device)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1e3
-
-
-def check_gru_reshape(device) -> float:
-    """The composite computes the same function (else its time means nothing)."""
-    torch.manual_seed(0)
-    base = DilatedResidualGRU(D, L, DILATION, backend="eager").to(device)
-    comp = GruReshape(base).to(device)
-    x = torch.randn(2, 37, D, device=device)
-    with torch.no_grad():
-        a, b = comp(x), base(x)[0]
-    return ((a - b).abs().max() / b.abs().max()).item()
-
-
-def flops(T, B, pas) -> float:
-    fwd = 2 * 3 * 2 * D * D * L * T * B  # SPEC §9 per step and layer
-    return fwd if pas == "fwd" else 3 * fwd
 
 
 def ptxas_kernels() -> list:
@@ -194,121 +124,192 @@ def ptxas_kernels() -> list:
     return out
 
 
-def child_compile(args) -> None:
-    """Runs in a subprocess: prints the compile median for one shape/pass as JSON."""
-    torch.set_num_threads(args.threads)
-    T, B, pas = args.child
-    t0 = time.perf_counter()
-    ms = time_impl("compile", int(T), int(B), pas, "cpu", args.reps)
-    print(json.dumps({"ms": ms, "wall_s": time.perf_counter() - t0}))
+def check_gru_reshape(device) -> float:
+    """The composite computes the same function (else its time means nothing)."""
+    torch.manual_seed(0)
+    base = DilatedResidualGRU(D, L, DILATION, backend="eager").to(device)
+    comp = GruReshape(base).to(device)
+    x = torch.randn(2, 37, D, device=device)
+    with torch.no_grad():
+        a, b = comp(x), base(x)[0]
+    return ((a - b).abs().max() / b.abs().max()).item()
 
 
-def time_compile(T, B, pas, args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", str(T), str(B), pas,
-           "--threads", str(args.threads), "--reps", str(args.reps)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=args.compile_timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"compile+timing exceeded {args.compile_timeout} s; skipped"
-    if proc.returncode != 0:
-        return None, "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1]
-    return json.loads(proc.stdout.strip().splitlines()[-1])["ms"], None
+def flops(T: int, B: int, pas: str) -> float:
+    fwd = 2 * 3 * 2 * D * D * L * T * B  # SPEC §9 per step and layer
+    return fwd if pas == "fwd" else 3 * fwd
 
 
-def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--compile-timeout", type=float, default=240.0)
-    parser.add_argument("--skip-compile", action="store_true")
-    parser.add_argument("--skip-compile-reason", default="--skip-compile",
-                        help="recorded in the JSON notes when --skip-compile is given")
-    parser.add_argument("--compile-max-t", type=int, default=256,
-                        help="longest T for which torch.compile is attempted (it unrolls the "
-                             "T x L cell loop; at T = 2048 that is 6144 cells)")
-    parser.add_argument("--out", default=os.path.join(ROOT, "profiling", "results"))
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.reps < 20 and args.child is None:
-        parser.error("--reps must be at least 20")
+def make_step(impl: str, case: dict):
+    T, B, pas, device = case["T"], case["B"], case["pass"], case["device"]
+    torch.manual_seed(0)
+    base = DilatedResidualGRU(D, L, DILATION, backend="eager").to(device)
+    if impl == "gru_reshape":
+        model = GruReshape(base).to(device)
+    elif impl in ("cpu", "cuda"):
+        model = DilatedResidualGRU(D, L, DILATION, backend=impl).to(device)
+        model.load_state_dict(base.state_dict())
+    else:
+        model = base
+    if impl == "compile_cell":
+        # The eager loop looks the cell up in its module at every step.
+        dgru_ops.gru_cell_ref = torch.compile(dgru_ops.gru_cell_ref, dynamic=False)
+    fn = torch.compile(model) if impl == "compile" else model
+    x = torch.randn(B, T, D, device=device, requires_grad=(pas == "fwdbwd"))
+
+    def out_of(res):
+        return res[0] if isinstance(res, tuple) else res
+
+    if pas == "fwd":
+        def step():
+            with torch.no_grad():
+                out_of(fn(x))
+    else:
+        def step():
+            out_of(fn(x)).sum().backward()
+    return cuda_graph(step) if impl == "eager_cuda_graph" else step
+
+
+def time_case(impl: str, case: dict, reps: int) -> dict:
+    device = case["device"]
+    if device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    res = time_ms(make_step(impl, case), device, reps)
+    sync(device)
+    if device.startswith("cuda"):
+        res["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return res
+
+
+def child(case_json: str) -> int:
+    case = json.loads(case_json)
+    torch.set_num_threads(case["threads"])
+    print(json.dumps(time_case(case["impl"], case, case["reps"])))
+    return 0
+
+
+IN_CHILD = ("compile", "compile_cell")
+
+
+def row_for(case: dict, impls, args, peaks, sweep=None) -> dict:
+    T, B, pas, device = case["T"], case["B"], case["pass"], case["device"]
+    times, gflops, mem, notes, reps = {}, {}, {}, {}, {}
+    for impl in impls:
+        if impl in IN_CHILD:
+            if args.no_compile:
+                times[impl], notes[impl] = None, "skipped (--no-compile)"
+                continue
+            if impl == "compile" and (T > args.compile_max_t or args.quick):
+                times[impl], notes[impl] = None, "skipped: " + (
+                    "--quick (compiling the unrolled T x L loop at T = 256 took 9.5 min "
+                    "for the forward alone on a 2-core CPU)" if args.quick else
+                    f"T > {args.compile_max_t} (compilation unrolls T x L cells)")
+                continue
+            res, why = run_child("bench_dilated_gru", dict(case, impl=impl, reps=args.reps,
+                                                           threads=args.threads),
+                                 args.compile_timeout)
+            if res is None:
+                times[impl], notes[impl] = None, f"torch.compile (inductor, default mode): {why}"
+                continue
+        else:
+            try:
+                res = time_case(impl, case, args.reps)
+            except Exception as exc:
+                if impl in ("cpu", "cuda"):
+                    raise
+                times[impl], notes[impl] = None, f"failed: {str(exc).splitlines()[0][:200]}"
+                continue
+        times[impl], reps[impl] = res["median"], res["reps"]
+        gflops[impl] = round(flops(T, B, pas) / res["median"] / 1e6, 4)
+        if "peak_mb" in res:
+            mem[impl] = round(res["peak_mb"], 1)
+    on_gpu = device.startswith("cuda")
+    # Forward: T + L dependent steps; backward walks the chain again in reverse.
+    chain = (T + L) * (1 if pas == "fwd" else 2)
+    row = {"name": f"dgru_d{D}_l{L}_t{T}_b{B}", "pass": pas, "dtype": "fp32",
+           "shape": {"B": B, "T": T, "D": D, "L": L, "dilation": DILATION},
+           "times_ms": round_times(times), "reps": reps,
+           "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops(T, B, pas), chain_steps=chain,
+                                          chain_depth=D, on_gpu=on_gpu),
+           "gflops": gflops, "peak_mem_mb": mem, "flops": flops(T, B, pas)}
+    if notes:
+        row["notes"] = notes
+    if sweep:
+        row["sweep"] = {"op": "dilated_gru", "axis": sweep}
+    fused = next((i for i in ("cuda", "cpu") if times.get(i)), None)
+    if fused:
+        row["speedup"] = {base: round(times[base] / times[fused], 3)
+                          for base in times if base != fused and times[base]}
+    shown = "  ".join(f"{i} {t:.3f}" if t else f"{i} -" for i, t in times.items())
+    print(f"{row['name']} {pas}{' sweep ' + sweep if sweep else ''}: {shown} ms  "
+          f"floor {row['floor_ms']:.3f} ms", flush=True)
+    return row
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="T = 256 only, 5 repetitions, "
+                                                         "no sweeps")
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile-timeout", type=float, default=1500.0)
+    ap.add_argument("--compile-max-t", type=int, default=256,
+                    help="longest T for which whole-module torch.compile is attempted")
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-sweeps", action="store_true")
+    ap.add_argument("--out", default=RESULTS_DIR)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
     if args.child:
-        child_compile(args)
-        return 0
+        return child(args.child)
+    least = QUICK_REPS if args.quick else MIN_REPS
+    args.reps = args.reps or least
+    if args.reps < least:
+        ap.error(f"--reps: at least {least}")
 
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    tests = run_tests()
-    tests_ok = tests["failed"] == 0 and tests["passed"] > 0
+    tests = run_tests(TESTS)
     print(f"tests: {tests['summary']}", flush=True)
+    if tests["failed"]:
+        print("the op's tests fail: no speedup is reported", file=sys.stderr)
+        return 1
 
-    impls = ["eager", "gru_reshape"]
-    notes = {"compile_mode": "torch.compile(model) default mode (inductor), CPU",
-             "threads": torch.get_num_threads(),
-             "loadavg_start": list(os.getloadavg()),
-             "gru_reshape_max_rel_err_vs_eager": check_gru_reshape("cpu")}
-    for name in ("cpu", "cuda"):
-        reason = dilated_gru_backends.why_unavailable(name)
-        if reason is None:
-            impls.append(name)
-        else:
-            notes[f"{name}_unavailable"] = reason
-
-    benchmarks = []
-    for T, B in SHAPES:
+    on_gpu = torch.cuda.is_available()
+    device = "cuda" if on_gpu else "cpu"
+    fused = "cuda" if on_gpu else "cpu"
+    why = dgru_ops.dilated_gru_backends.why_unavailable(fused)
+    if why is not None:
+        print(f"backend {fused!r} unavailable: {why}", file=sys.stderr)
+        return 1
+    peaks = peaks_mod.measure(device, ("fp32",))
+    impls = ["eager", "compile", "compile_cell", "gru_reshape", fused]
+    if on_gpu:
+        impls.insert(1, "eager_cuda_graph")
+    shapes = [(T, B) for T in ((256,) if args.quick else (256, 2048)) for B in (1, 16)]
+    rows = []
+    for T, B in shapes:
         for pas in PASSES:
-            row = {"name": f"dgru_d{D}_l{L}_t{T}_b{B}", "pass": pas, "dtype": "fp32",
-                   "shape": {"B": B, "T": T, "D": D, "L": L, "dilation": DILATION},
-                   "times_ms": {}, "floor_ms": None, "gflops": {}, "peak_mem_mb": {}}
-            for impl in impls:
-                device = "cuda" if impl == "cuda" else "cpu"
-                ms = time_impl(impl, T, B, pas, device, args.reps)
-                row["times_ms"][impl] = round(ms, 4)
-                row["gflops"][impl] = round(flops(T, B, pas) / (ms * 1e-3) / 1e9, 4)
-            if args.skip_compile or T > args.compile_max_t:
-                row["times_ms"]["compile"] = None
-                row["notes"] = {"compile": "skipped: " + (
-                    args.skip_compile_reason if args.skip_compile else
-                    f"T > --compile-max-t={args.compile_max_t} (compilation unrolls T x L cells)")}
-            else:
-                ms, note = time_compile(T, B, pas, args)
-                row["times_ms"]["compile"] = None if ms is None else round(ms, 4)
-                if ms is not None:
-                    row["gflops"]["compile"] = round(flops(T, B, pas) / (ms * 1e-3) / 1e9, 4)
-                if note:
-                    row["notes"] = {"compile": note}
-            if tests_ok:
-                for impl in ("cpu", "cuda"):
-                    if impl in row["times_ms"]:
-                        t = row["times_ms"][impl]
-                        row.setdefault("speedup", {})[impl] = {
-                            base: round(row["times_ms"][base] / t, 2)
-                            for base in ("eager", "compile", "gru_reshape")
-                            if row["times_ms"].get(base)}
-            benchmarks.append(row)
-            print(json.dumps({k: row[k] for k in ("name", "pass", "times_ms")}
-                             | ({"speedup": row["speedup"]} if "speedup" in row else {})),
-                  flush=True)
-    notes["loadavg_end"] = list(os.getloadavg())
-    if not tests_ok:
-        notes["speedup"] = "not reported: the op's tests did not pass"
+            rows.append(row_for(dict(T=T, B=B, device=device, **{"pass": pas}), impls, args,
+                                peaks))
+    if not (args.quick or args.no_sweeps):
+        sweeps = [("T", dict(T=t, B=1)) for t in (64, 128, 256, 512, 1024, 2048, 4096)]
+        sweeps += [("batch", dict(T=256, B=b)) for b in (1, 2, 4, 8, 16)]
+        for axis, case in sweeps:
+            for pas in PASSES:
+                rows.append(row_for(dict(case, device=device, **{"pass": pas}),
+                                    ["eager", "gru_reshape", fused], args, peaks, sweep=axis))
 
-    threads = torch.get_num_threads()
-    device = f"{cpu_model()} ({threads} threads)"
-    if "cuda" in impls:
-        device += f" + {torch.cuda.get_device_name()}"
-    result = {"device": device, "commit": git_commit(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "versions": versions(), "benchmarks": benchmarks, "kernels": ptxas_kernels(),
-              "tests": {k: tests[k] for k in ("passed", "failed", "skipped")}, "notes": notes}
-    slug = re.sub(r"[^a-z0-9]+", "-", device.lower()).strip("-")
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{datetime.date.today().isoformat()}-{slug}-dilated_gru.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=2)
-        f.write("\n")
-    print(f"wrote {path}")
-    return 0 if tests_ok else 1
+    path = write_results("dilated_gru", rows, tests, device=device, kernels=ptxas_kernels(),
+                         out_dir=args.out,
+                         extra={"peaks": peaks, "threads": args.threads,
+                                "notes": {"gru_reshape_max_rel_err_vs_eager":
+                                          check_gru_reshape(device),
+                                          "compile": "torch.compile, default (inductor) mode",
+                                          "tf32": "off"}})
+    print(f"wrote {os.path.relpath(path)}")
+    return 0
 
 
 if __name__ == "__main__":

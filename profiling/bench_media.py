@@ -1,6 +1,6 @@
 """Media ingest and audio feature throughput on the CPU (issue: Media I/O).
 
-    python -m profiling.bench_media [--seconds 4] [--out DIR]
+    python -m profiling.bench_media [--quick] [--seconds 4] [--reps 20] [--out DIR]
 
 * ingest: output frames/s of decode + crop/resize of a synthetic 1080p H.264
   clip to 128 px (``s2v.media.iter_frames`` at the source frame rate, so every
@@ -22,7 +22,8 @@ import time
 import numpy as np
 import torch
 
-from profiling.common import RESULTS_DIR, median_ms, run_tests, write_results
+from profiling.common import RESULTS_DIR, run_tests, write_results
+from profiling.timing import MIN_REPS, QUICK_REPS, time_ms
 
 SOURCE_FPS = 30
 
@@ -67,6 +68,10 @@ def make_audio(path: str, seconds: float) -> None:
     out.close()
 
 
+def median_ms(fn, reps: int) -> float:
+    return time_ms(fn, "cpu", reps, warmup=1)["median"]
+
+
 def bare_decode(path: str) -> int:
     import av
 
@@ -83,10 +88,17 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=4.0, help="clip length")
     parser.add_argument("--audio-seconds", type=float, default=120.0)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="5 repetitions instead of 20")
+    parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--out", default=RESULTS_DIR)
     args = parser.parse_args(argv)
+    args.reps = args.reps or (QUICK_REPS if args.quick else MIN_REPS)
     torch.set_num_threads(2)
+    try:
+        import av  # noqa: F401
+    except ImportError:
+        print("skipped: PyAV is not installed (pip install av)")
+        return 0
     from s2v.audio import features, load_audio
     from s2v.media import iter_frames
 
@@ -97,17 +109,17 @@ def main(argv=None) -> int:
         make_clip(clip, args.seconds)
         make_audio(sound, args.audio_seconds)
         n = bare_decode(clip)
-        decode_ms = median_ms(lambda: bare_decode(clip), args.reps, 1) / n
+        decode_ms = median_ms(lambda: bare_decode(clip), args.reps) / n
         ingest_ms = median_ms(lambda: sum(1 for _ in iter_frames(clip, SOURCE_FPS, 128)),
-                              args.reps, 1) / n
+                              args.reps) / n
 
         def audio_features():
             return features(load_audio(sound, 64000), 64000, 20, "lms")
-        audio_ms = median_ms(audio_features, args.reps, 1)
+        audio_ms = median_ms(audio_features, args.reps)
         start = time.perf_counter()
         wave = load_audio(sound, 64000)
         load_ms = (time.perf_counter() - start) * 1000
-        feat_ms = median_ms(lambda: features(wave, 64000, 20, "lms"), args.reps, 1)
+        feat_ms = median_ms(lambda: features(wave, 64000, 20, "lms"), args.reps)
     ok = tests["failed"] == 0
     rt = args.audio_seconds * 1000
     benchmarks = [

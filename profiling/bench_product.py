@@ -1,22 +1,31 @@
 """Training iterations and generation per frame, per backend (issue: the product).
 
-    python -m profiling.bench_product [--size 64] [--frames 16] [--reps 5]
+    python -m profiling.bench_product [--quick] [--sizes 64 128] [--frames 16]
+        [--reps N] [--threads 2] [--out DIR]
 
 Times the full model (``full`` configuration, 1024/512 channels as in the
 paper) on synthetic data: one training iteration (D_V, D_I and G steps with
-WGAN-GP, batch 1, T frames) in ms, and generation in ms per output frame
-(T-frame chunks, states carried, no encoding), for ``eager`` and every other
-backend that runs on the device. Writes
-``profiling/results/<date>-<device>-product.json`` (schema in common.py).
+WGAN-GP, batch 1, T frames) in ms per iteration, and generation in ms per
+output frame (one T-frame chunk, no encoding), for ``eager`` and every other
+backend that runs on the device (``auto`` included). Sizes: 64 px, and 128 px
+on a GPU; ``--quick``: 64 px, 5 repetitions. ``floor_ms``: the FLOPs that
+``torch.utils.flop_counter`` counts for one eager iteration (convolutions and
+matrix products, backward included) over the matmul rate measured in the same
+run. Writes ``<out>/<date>-<device>-product.json`` (schema in common.py).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import torch
 
-from profiling.common import RESULTS_DIR, median_ms, run_tests, write_results
+from profiling import peaks as peaks_mod
+from profiling.common import RESULTS_DIR, round_times, run_tests, write_results
+from profiling.timing import MIN_REPS, QUICK_REPS, time_ms
+
+TESTS = ["tests/test_product.py", "tests/models", "tests/nn"]
 
 
 def available_backends(device: str):
@@ -33,80 +42,119 @@ def available_backends(device: str):
     return names + ["auto"]
 
 
-def main(argv=None) -> int:
-    from s2v.models.losses import discriminator_loss, generator_loss
-    from s2v.training import build_models
+def model_config(size: int, frames: int) -> dict:
+    return {"generator": {"output_size": size, "audio_features": 64, "channels_base": 1024,
+                          "max_channels": 512, "sound_route": "rnngen", "motion_layers": 3,
+                          "cond_gen": True, "vid_pred": "dir"},
+            "data": {"seq_len": frames}}
 
+
+class Workload:
+    """One backend's models, optimisers and inputs; ``iteration`` and ``generation``."""
+
+    def __init__(self, backend: str, size: int, frames: int, device: torch.device):
+        from s2v.training import build_models
+
+        torch.manual_seed(0)
+        self.g, self.d_v, self.d_i = build_models(model_config(size, frames), backend, device)
+        self.opts = [torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.3, 0.999))
+                     for m in (self.g, self.d_v, self.d_i)]
+        self.feats = torch.randn(1, frames, 64, device=device)
+        self.real = torch.rand(1, frames, 3, size, size, device=device) * 2 - 1
+
+    def iteration(self) -> None:
+        from s2v.models.losses import discriminator_loss, generator_loss
+
+        g, d_v, d_i, real = self.g, self.d_v, self.d_i, self.real
+        fake, _ = g(self.feats)
+        steps = ((self.opts[1], d_v, real, fake), (self.opts[2], d_i, real[:, 0], fake[:, 0]))
+        for opt, disc, r, f in steps:
+            opt.zero_grad()
+            discriminator_loss("wgan-gp", disc, r, f.detach()).backward()
+            opt.step()
+        self.opts[0].zero_grad()
+        (generator_loss("wgan-gp", d_v(fake)) + generator_loss("wgan-gp", d_i(fake[:, 0]))
+         + 10 * (real - fake).abs().mean()).backward()
+        self.opts[0].step()
+
+    @torch.no_grad()
+    def generation(self) -> None:
+        self.g.eval()
+        self.g(self.feats)
+        self.g.train()
+
+
+def counted_flops(fn) -> float:
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())
+
+
+def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--quick", action="store_true", help="64 px, 5 repetitions")
+    parser.add_argument("--sizes", type=int, nargs="*", default=None)
     parser.add_argument("--frames", type=int, default=16)
-    parser.add_argument("--reps", type=int, default=5)
+    parser.add_argument("--reps", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    torch.set_num_threads(2)
-    tests = run_tests(["tests/test_product.py", "tests/models", "tests/nn"])
+    least = QUICK_REPS if args.quick else MIN_REPS
+    reps = args.reps or least
+    if reps < least:
+        parser.error(f"--reps: at least {least}")
+    on_gpu = args.device.startswith("cuda")
+    sizes = args.sizes or ([64] if args.quick or not on_gpu else [64, 128])
+    torch.set_num_threads(args.threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    tests = run_tests(TESTS)
+    print(f"tests: {tests['summary']}", flush=True)
+    if tests["failed"]:
+        print("the tests fail: no speedup is reported", file=sys.stderr)
+        return 1
     dev = torch.device(args.device)
-    T, S = args.frames, args.size
-    config = {"generator": dict(output_size=S, audio_features=64, channels_base=1024,
-                                max_channels=512, sound_route="rnngen", motion_layers=3,
-                                cond_gen=True, vid_pred="dir"),
-              "data": {"seq_len": T}}
-    feats = torch.randn(1, T, 64, device=dev)
-    real = torch.rand(1, T, 3, S, S, device=dev) * 2 - 1
-    train_ms, gen_ms = {}, {}
-    for backend in available_backends(args.device):
-        torch.manual_seed(0)
-        g, d_v, d_i = build_models(config, backend, dev)
-        opts = [torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.3, 0.999))
-                for m in (g, d_v, d_i)]
-
-        def iteration():
-            fake, _ = g(feats)
-            for opt, loss in ((opts[1], lambda: discriminator_loss(
-                    "wgan-gp", d_v, real, fake.detach())),
-                    (opts[2], lambda: discriminator_loss(
-                        "wgan-gp", d_i, real[:, 0], fake[:, 0].detach()))):
-                opt.zero_grad()
-                loss().backward()
-                opt.step()
-            opts[0].zero_grad()
-            (generator_loss("wgan-gp", d_v(fake)) + generator_loss("wgan-gp", d_i(fake[:, 0]))
-             + 10 * (real - fake).abs().mean()).backward()
-            opts[0].step()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        def generation():
-            with torch.no_grad():
-                g.eval()
-                g(feats)
-                g.train()
-            if dev.type == "cuda":
-                torch.cuda.synchronize()
-
-        train_ms[backend] = median_ms(iteration, args.reps, 1)
-        gen_ms[backend] = median_ms(generation, args.reps, 1) / T
-        print(f"{backend:>7}: train {train_ms[backend]:.0f} ms/iteration, generate "
-              f"{gen_ms[backend]:.1f} ms/frame ({1000 / 20 / gen_ms[backend]:.2f}x real time "
-              f"at 20 fps)")
-    ok = tests["failed"] == 0
-    benchmarks = [
-        {"name": f"train_iter_s{S}_t{T}_b1", "pass": "train", "dtype": "fp32",
-         "shape": {"size": S, "frames": T, "batch": 1, "config": "full"},
-         "times_ms": train_ms, "floor_ms": None, "gflops": {}, "peak_mem_mb": {},
-         "speedup_vs_eager": {k: train_ms["eager"] / v for k, v in train_ms.items()}
-         if ok else None},
-        {"name": f"generate_s{S}", "pass": "generate", "dtype": "fp32",
-         "shape": {"size": S, "chunk": T, "config": "full"}, "times_ms": gen_ms,
-         "floor_ms": None, "gflops": {}, "peak_mem_mb": {},
-         "x_real_time_20fps": {k: 50.0 / v for k, v in gen_ms.items()},
-         "speedup_vs_eager": {k: gen_ms["eager"] / v for k, v in gen_ms.items()}
-         if ok else None},
-    ]
-    path = write_results("product", benchmarks, tests, device=args.device, out_dir=args.out)
-    print(f"tests: {tests}; wrote {path}")
-    return 0 if ok else 1
+    peaks = peaks_mod.measure(args.device, ("fp32",))
+    T = args.frames
+    benchmarks = []
+    for S in sizes:
+        train_ms, gen_ms, flops = {}, {}, {}
+        for backend in available_backends(args.device):
+            work = Workload(backend, S, T, dev)
+            if backend == "eager":
+                flops = {"train": counted_flops(work.iteration),
+                         "generate": counted_flops(work.generation) / T}
+            train_ms[backend] = time_ms(work.iteration, args.device, reps, warmup=1)["median"]
+            gen_ms[backend] = time_ms(work.generation, args.device, reps,
+                                      warmup=1)["median"] / T
+            print(f"{S} px {backend:>7}: train {train_ms[backend]:.0f} ms/iteration, generate "
+                  f"{gen_ms[backend]:.2f} ms/frame ({1000 / 20 / gen_ms[backend]:.2f}x real "
+                  f"time at 20 fps)", flush=True)
+            del work
+        for name, pas, times, shape in (
+                (f"train_iter_s{S}_t{T}_b1", "train", train_ms,
+                 {"size": S, "frames": T, "batch": 1, "config": "full"}),
+                (f"generate_s{S}", "generate", gen_ms,
+                 {"size": S, "chunk": T, "config": "full"})):
+            row = {"name": name, "pass": pas, "dtype": "fp32", "shape": shape,
+                   "times_ms": round_times(times, 3),
+                   "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops[pas]),
+                   "gflops": {k: round(flops[pas] / v / 1e6, 2) for k, v in times.items()},
+                   "peak_mem_mb": {}, "flops": flops[pas], "reps": reps,
+                   "speedup_vs_eager": {k: round(times["eager"] / v, 3)
+                                        for k, v in times.items() if k != "eager"}}
+            if pas == "generate":
+                row["x_real_time_20fps"] = {k: round(50.0 / v, 3) for k, v in times.items()}
+            benchmarks.append(row)
+    path = write_results("product", benchmarks, tests, device=args.device, out_dir=args.out,
+                         extra={"peaks": peaks, "threads": args.threads,
+                                "notes": {"flops": "torch.utils.flop_counter on eager",
+                                          "tf32": "off"}})
+    print(f"wrote {os.path.relpath(path)}")
+    return 0
 
 
 if __name__ == "__main__":

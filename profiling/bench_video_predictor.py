@@ -1,198 +1,224 @@
 """Benchmark of the video prediction layer's fused kernels (issue 6). Not a test.
 
-    .venv/bin/python profiling/bench_video_predictor.py [--reps 20] [--threads 2]
-        [--compile-timeout 300] [--no-compile] [--out profiling/results/]
+    python -m profiling.bench_video_predictor [--quick] [--threads 2]
+        [--compile-timeout 600] [--no-compile] [--no-sweeps] [--out DIR]
 
-Shapes: C = 32, k = 3, T = 16, 64×64 (and 128×128 on a GPU), B = 1 and 4, the
-directional layer; passes ``fwd`` (no grad) and ``fwdbwd`` (forward, then the
-backward of Σ y into x and every parameter). Implementations:
+The directional layer, C = 32, k = 3, T = 16; ``fwd`` (no grad) and
+``fwdbwd`` (forward, then the backward of Σ y into x and every parameter).
 
-- ``eager``: ``VideoPredictor(backend='eager')``, the reference of SPEC §5.
-- ``compile``: ``torch.compile`` of that eager layer, default (inductor) mode,
-  in a child process with a time limit (it unrolls T × 5 flows); null with a
-  note when it does not finish in time or fails.
-- ``cpu``: the C++ kernels of s2v._C (CPU tensors); ``triton``: the Triton
-  kernels (CUDA tensors).
+- Shapes: 64² (and 128² on a GPU), B = 1 and 4; ``--quick``: 64², B = 1.
+- dtypes: fp32 (TF32 off everywhere); bf16 too on a GPU.
+- Implementations: ``eager`` (``VideoPredictor(backend='eager')``, SPEC §5 in
+  PyTorch ops); ``compile`` (``torch.compile`` of that module, default
+  inductor mode, in a child process with a time limit); the fused backend of
+  the device (``cpu``: C++ in s2v._C; ``triton`` on a GPU); on a GPU also
+  ``eager_cuda_graph`` (eager captured in a CUDA graph) and, for bf16,
+  ``eager_autocast`` (fp32 module under ``torch.autocast(bfloat16)``).
+- Scaling sweeps (not with ``--quick``): time vs T (8 → 256), resolution
+  (32 → 256) and batch (1 → 16) for eager and the fused backend. GPU: around
+  128², T = 16, both passes; CPU: around 32², T = 8, forward only (the CPU
+  full run stays within minutes).
 
-Timing: median of ``--reps`` (>= 20) repetitions after warm-up with
-``time.perf_counter`` (CUDA synchronised), with ``torch.set_num_threads``
-fixed; a case whose single repetition takes longer than ``--slow-s`` runs
-``--slow-reps`` repetitions instead, recorded per row under ``reps``. GFLOP/s
-use SPEC §9's cost model (backward = 2 × forward) and are printed next to the
-machine's sgemm rate (a 2048² matmul, fp32, TF32 off) measured in the same run.
-The op's tests (tests/ops/test_video_predictor_cpu.py) run first; if any fails,
-no speedup is reported and the script exits non-zero. JSON goes to
-``profiling/results/<date>-<device-slug>-video_predictor.json``.
+Timing and JSON: see profiling/timing.py (median of ≥ 20 repetitions; 5 with
+``--quick``) and profiling/common.py. FLOPs from SPEC §9 (backward = 2 ×
+forward); ``floor_ms`` = FLOPs over the matmul rate measured in the same run
+(the layer is compute-bound: its minimal traffic, x and y once, is far below
+the compute time). The op's tests run first; if any fails, the script exits
+non-zero before timing anything.
 """
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import os
-import re
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from profiling.common import cpu_model, versions  # noqa: E402
-from profiling.common import commit as git_commit  # noqa: E402
-from profiling.common import run_tests as _run_tests  # noqa: E402
-
-from s2v.nn import VideoPredictor  # noqa: E402
-from s2v.ops.video_predictor import video_predictor_backends  # noqa: E402
+from profiling import peaks as peaks_mod
+from profiling.common import (
+    RESULTS_DIR,
+    round_times,
+    run_child,
+    run_tests,
+    write_results,
+)
+from profiling.timing import MIN_REPS, QUICK_REPS, cuda_graph, sync, time_ms
+from s2v.nn import VideoPredictor
+from s2v.ops.video_predictor import video_predictor_backends
 
 C, K, T = 32, 3, 16
 PASSES = ("fwd", "fwdbwd")
-TESTS = os.path.join(ROOT, "tests", "ops", "test_video_predictor_cpu.py")
+DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16}
+TESTS = ["tests/ops/test_video_predictor_cpu.py", "tests/ops/test_video_predictor_triton.py",
+         "tests/ops/test_dirconv_gru.py"]
 
 
-
-
-
-
-
-
-
-
-def run_tests() -> dict:
-    """pytest on the op's tests (counts of passed/failed/skipped)."""
-    return _run_tests([TESTS])
-
-
-def flops(S: int, B: int, pas: str) -> float:
+def flops(S: int, B: int, T_: int, pas: str) -> float:
     """SPEC §9: gates 2·3·τ·(C_in + C_hid)·C_hid·H·W + blend 2·5C·(C+1)·H·W per frame."""
     taps = K * K + 4 * ((K + 1) // 2) ** 2
     frame = 2 * 3 * taps * (2 * C) * C * S * S + 2 * 5 * C * (C + 1) * S * S
-    fwd = frame * T * B
-    return fwd if pas == "fwd" else 3 * fwd
+    return frame * T_ * B * (1 if pas == "fwd" else 3)
 
 
-def sgemm_gflops(device: str, dtype=torch.float32, n: int = 2048, reps: int = 10) -> float:
-    a = torch.randn(n, n, device=device, dtype=dtype)
-    b = torch.randn(n, n, device=device, dtype=dtype)
-    for _ in range(2):
-        a @ b
-    sync(device)
-    times = []
-    for _ in range(reps):
-        t0 = time.perf_counter()
-        a @ b
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    return 2 * n ** 3 / statistics.median(times) / 1e9
+def min_bytes(S: int, B: int, T_: int, pas: str, elt: int) -> float:
+    """x read and y written once; fwdbwd adds dy read, dx written, and the saved
+    hidden states of the five flows written once and read once."""
+    frame = C * S * S * elt
+    fwd = 2 * frame * T_ * B
+    return fwd if pas == "fwd" else 2 * fwd + 2 * 5 * frame * T_ * B
 
 
-def sync(device: str) -> None:
-    if device == "cuda":
-        torch.cuda.synchronize()
-
-
-def make_step(impl: str, S: int, B: int, pas: str, device: str, dtype):
+def make_step(impl: str, case: dict):
+    """The callable timed for ``impl`` on ``case`` (S, B, T, pass, dtype, device)."""
+    S, B, T_, pas, device = case["S"], case["B"], case["T"], case["pass"], case["device"]
+    dtype = DTYPES[case["dtype"]]
     torch.manual_seed(0)
     base = VideoPredictor(C, K, backend="eager").to(device)
-    if impl in ("eager", "compile"):
-        model = base
-    else:
-        model = VideoPredictor(C, K, backend=impl).to(device)
+    fused = impl in ("cpu", "triton")
+    model = VideoPredictor(C, K, backend=impl).to(device) if fused else base
+    if fused:
         model.load_state_dict(base.state_dict())
-    model = model.to(dtype)
+    autocast = impl == "eager_autocast"
+    if not autocast:
+        model = model.to(dtype)
     fn = torch.compile(model) if impl == "compile" else model
-    x = torch.randn(B, T, C, S, S, device=device, dtype=dtype,
+    x = torch.randn(B, T_, C, S, S, device=device, dtype=torch.float32 if autocast else dtype,
                     requires_grad=(pas == "fwdbwd"))
+
+    def run():
+        with torch.autocast(device_type=device.split(":")[0], dtype=torch.bfloat16,
+                            enabled=autocast):
+            y = fn(x)[0]
+        return y
+
     if pas == "fwd":
         def step():
             with torch.no_grad():
-                fn(x)
+                run()
     else:
         def step():
-            fn(x)[0].sum().backward()
+            run().float().sum().backward()
+    if impl == "eager_cuda_graph":
+        return cuda_graph(step)
     return step
 
 
-def time_impl(impl, S, B, pas, device, dtype, reps, slow_s, slow_reps):
-    """(median ms, reps used, peak MB or None)."""
-    step = make_step(impl, S, B, pas, device, dtype)
-    t0 = time.perf_counter()
-    step()  # warm-up (compilation for 'compile')
-    sync(device)
-    t0 = time.perf_counter()
-    step()
-    sync(device)
-    first = time.perf_counter() - t0
-    n = slow_reps if first > slow_s else reps
-    if device == "cuda":
+def time_case(impl: str, case: dict, reps: int) -> dict:
+    device = case["device"]
+    step = make_step(impl, case)
+    if device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    times = []
-    for _ in range(n):
-        t0 = time.perf_counter()
-        step()
-        sync(device)
-        times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() / 2 ** 20 if device == "cuda" else None
-    return statistics.median(times) * 1e3, n, peak
+    res = time_ms(step, device, reps)
+    sync(device)
+    if device.startswith("cuda"):
+        res["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return res
 
 
-def child_main(args) -> None:
-    """Time one case in this process and print a JSON line (used for 'compile')."""
-    torch.set_num_threads(args.threads)
-    dtype = getattr(torch, args.dtype)
-    ms, n, peak = time_impl(args.impl, args.size, args.batch, args.pass_, args.device, dtype,
-                            args.reps, args.slow_s, args.slow_reps)
-    print(json.dumps({"ms": ms, "reps": n, "peak": peak}))
+def child(case_json: str) -> int:
+    case = json.loads(case_json)
+    torch.set_num_threads(case["threads"])
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    print(json.dumps(time_case(case["impl"], case, case["reps"])))
+    return 0
 
 
-def time_in_child(impl, S, B, pas, device, dtype_name, args):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", "--impl", impl,
-           "--size", str(S), "--batch", str(B), "--pass", pas, "--device", device,
-           "--dtype", dtype_name, "--threads", str(args.threads), "--reps", str(args.reps),
-           "--slow-s", str(args.slow_s), "--slow-reps", str(args.slow_reps)]
+def row_for(case: dict, impls, args, peaks, on_gpu, sweep=None) -> dict:
+    S, B, T_, pas, dt = case["S"], case["B"], case["T"], case["pass"], case["dtype"]
+    times, gflops, mem, notes, reps = {}, {}, {}, {}, {}
+    for impl in impls:
+        if impl == "compile":
+            if args.no_compile:
+                times[impl], notes[impl] = None, "skipped (--no-compile)"
+                continue
+            res, why = run_child("bench_video_predictor", dict(case, impl=impl, reps=args.reps,
+                                                               threads=args.threads),
+                                 args.compile_timeout)
+            if res is None:
+                times[impl], notes[impl] = None, f"torch.compile (inductor, default mode): {why}"
+                continue
+        else:
+            try:
+                res = time_case(impl, case, args.reps)
+            except Exception as exc:
+                if impl in ("cpu", "triton"):
+                    raise
+                times[impl], notes[impl] = None, f"failed: {str(exc).splitlines()[0][:200]}"
+                continue
+        times[impl], reps[impl] = res["median"], res["reps"]
+        gflops[impl] = round(flops(S, B, T_, pas) / res["median"] / 1e6, 2)
+        if "peak_mb" in res:
+            mem[impl] = round(res["peak_mb"], 1)
+    elt = 2 if dt == "bf16" else 4
+    row = {"name": f"vp_dir_k{K}_c{C}_s{S}_t{T_}_b{B}", "pass": pas, "dtype": dt,
+           "shape": {"B": B, "T": T_, "C": C, "H": S, "W": S, "k": K},
+           "times_ms": round_times(times), "reps": reps,
+           "floor_ms": peaks_mod.floor_ms(peaks, dt, flops(S, B, T_, pas),
+                                          min_bytes(S, B, T_, pas, elt)),
+           "gflops": gflops, "peak_mem_mb": mem, "flops": flops(S, B, T_, pas)}
+    if notes:
+        row["notes"] = notes
+    if sweep:
+        row["sweep"] = {"op": "video_predictor", "axis": sweep}
+    fused = next((i for i in ("triton", "cpu") if times.get(i)), None)
+    if fused:
+        row["speedup"] = {base: round(times[base] / times[fused], 3)
+                          for base in times if base != fused and times[base]}
+    shown = "  ".join(f"{i} {t:.2f}" if t else f"{i} -" for i, t in times.items())
+    print(f"{row['name']} {pas} {dt}{' sweep ' + sweep if sweep else ''}: {shown} ms  "
+          f"floor {row['floor_ms']:.2f} ms", flush=True)
+    return row
+
+
+def sweep_cases(on_gpu: bool):
+    """(axis, case) pairs of the scaling sweeps."""
+    base = dict(S=128, T=16, B=1) if on_gpu else dict(S=32, T=8, B=1)
+    passes = PASSES if on_gpu else ("fwd",)
+    axes = {"T": [8, 16, 32, 64, 128, 256], "resolution": [32, 64, 128, 256],
+            "batch": [1, 2, 4, 8, 16]}
+    key = {"T": "T", "resolution": "S", "batch": "B"}
+    for axis, values in axes.items():
+        for pas in passes:
+            for v in values:
+                yield axis, dict(base, **{key[axis]: v}, **{"pass": pas})
+
+
+def kernel_rows() -> list:
+    """Registers/spills of every Triton kernel, compiled offline for sm_90."""
     try:
-        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True,
-                              timeout=args.compile_timeout)
-    except subprocess.TimeoutExpired:
-        return None, f"did not finish within {args.compile_timeout} s (compile + timing)"
-    if proc.returncode != 0:
-        return None, "failed: " + (proc.stderr.strip().splitlines() or ["?"])[-1][:300]
-    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+        from s2v.kernels import video_predictor as vp
+        usage = vp.kernel_resource_usage()
+    except Exception as exc:  # noqa: BLE001 - a report, not a requirement
+        return [{"name": "video_predictor", "error": str(exc).splitlines()[0][:200]}]
+    return [{"name": name, "arch": "sm_90 (triton.compile offline)", "registers": u["n_regs"],
+             "spills": u["n_spills"], "shared_mem_bytes": u["shared"]}
+            for name, u in usage.items()]
 
 
-def main() -> int:
+def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--reps", type=int, default=20)
-    ap.add_argument("--slow-s", type=float, default=3.0,
-                    help="a case slower than this per repetition runs --slow-reps reps")
-    ap.add_argument("--slow-reps", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="64², B = 1, 5 repetitions, no sweeps")
+    ap.add_argument("--reps", type=int, default=None)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile-timeout", type=float, default=300.0)
+    ap.add_argument("--compile-timeout", type=float, default=600.0)
     ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--out", default=os.path.join(ROOT, "profiling", "results"))
-    # child mode (one case, JSON on stdout)
-    ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
-    ap.add_argument("--impl", help=argparse.SUPPRESS)
-    ap.add_argument("--size", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--batch", type=int, help=argparse.SUPPRESS)
-    ap.add_argument("--pass", dest="pass_", help=argparse.SUPPRESS)
-    ap.add_argument("--device", help=argparse.SUPPRESS)
-    ap.add_argument("--dtype", default="float32", help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    ap.add_argument("--no-sweeps", action="store_true")
+    ap.add_argument("--out", default=RESULTS_DIR)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
     if args.child:
-        child_main(args)
-        return 0
-    if args.reps < 20:
-        ap.error("--reps: at least 20")
+        return child(args.child)
+    args.reps = args.reps or (QUICK_REPS if args.quick else MIN_REPS)
+    if args.reps < (QUICK_REPS if args.quick else MIN_REPS):
+        ap.error(f"--reps: at least {QUICK_REPS if args.quick else MIN_REPS}")
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     torch.set_num_threads(args.threads)
-    tests = run_tests()
-    print(f"tests: {tests['summary']}")
+    tests = run_tests(TESTS)
+    print(f"tests: {tests['summary']}", flush=True)
     if tests["failed"]:
         print("the op's tests fail: no speedup is reported", file=sys.stderr)
         return 1
@@ -200,84 +226,41 @@ def main() -> int:
     on_gpu = torch.cuda.is_available()
     device = "cuda" if on_gpu else "cpu"
     fused = "triton" if on_gpu else "cpu"
-    if video_predictor_backends.why_unavailable(fused) is not None:
-        print(f"backend {fused!r} unavailable: {video_predictor_backends.why_unavailable(fused)}",
-              file=sys.stderr)
+    why = video_predictor_backends.why_unavailable(fused)
+    if why is not None:
+        print(f"backend {fused!r} unavailable: {why}", file=sys.stderr)
         return 1
-    sizes = (64, 128) if on_gpu else (64,)
-    dtypes = ("float32", "bfloat16") if on_gpu else ("float32",)
-    if on_gpu:
-        name = f"{torch.cuda.get_device_name()} (1 GPU)"
-    else:
-        name = f"{cpu_model()} ({args.threads} threads)"
-    matmul = {d: sgemm_gflops(device, getattr(torch, d)) for d in dtypes}
-    print(f"{name}: matmul {', '.join(f'{d} {v:.0f}' for d, v in matmul.items())} GFLOP/s")
+    dtypes = ("fp32", "bf16") if on_gpu else ("fp32",)
+    peaks = peaks_mod.measure(device, dtypes)
+    print(f"peaks: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s, copy {peaks['dram_gbs']:.0f} GB/s",
+          flush=True)
 
+    sizes = (64,) if args.quick else ((64, 128) if on_gpu else (64,))
+    batches = (1,) if args.quick else (1, 4)
     rows = []
-    for dtype_name in dtypes:
-        dtype = getattr(torch, dtype_name)
-        short = {"float32": "fp32", "bfloat16": "bf16"}[dtype_name]
+    for dt in dtypes:
+        impls = ["eager", "compile", fused]
+        if on_gpu:
+            impls.insert(1, "eager_cuda_graph")
+            if dt == "bf16":
+                impls.insert(1, "eager_autocast")
         for S in sizes:
-            for B in (1, 4):
+            for B in batches:
                 for pas in PASSES:
-                    times, gflops, reps, notes, peak = {}, {}, {}, [], {}
-                    for impl in ("eager", "compile", fused):
-                        if impl == "compile":
-                            if args.no_compile:
-                                times[impl] = None
-                                notes.append("compile: skipped (--no-compile)")
-                                continue
-                            res, why = time_in_child(impl, S, B, pas, device, dtype_name, args)
-                            if res is None:
-                                times[impl] = None
-                                notes.append(f"compile (inductor, default mode): {why}")
-                                continue
-                            ms, n, pk = res["ms"], res["reps"], res["peak"]
-                        else:
-                            ms, n, pk = time_impl(impl, S, B, pas, device, dtype, args.reps,
-                                                  args.slow_s, args.slow_reps)
-                        times[impl] = ms
-                        reps[impl] = n
-                        gflops[impl] = flops(S, B, pas) / ms / 1e6
-                        if pk is not None:
-                            peak[impl] = pk
-                    row = {"name": f"vp_dir_k{K}_c{C}_s{S}_t{T}_b{B}", "pass": pas,
-                           "dtype": short,
-                           "shape": {"B": B, "T": T, "C": C, "H": S, "W": S, "k": K},
-                           "times_ms": times, "floor_ms": None, "gflops": gflops,
-                           "matmul_gflops": matmul[dtype_name], "peak_mem_mb": peak,
-                           "reps": reps, "threads": args.threads,
-                           "speedup_vs_eager": {i: times["eager"] / t for i, t in times.items()
-                                                if t and i != "eager"}}
-                    if notes:
-                        row["notes"] = notes
-                    rows.append(row)
-                    shown = "  ".join(f"{i} {t:.1f} ms ({gflops[i]:.0f} GF/s)" if t else f"{i} -"
-                                      for i, t in times.items())
-                    print(f"{row['name']} {pas} {short}: {shown}  "
-                          f"[{fused} {row['speedup_vs_eager'].get(fused, 0):.2f}x eager]")
+                    case = dict(S=S, B=B, T=T, dtype=dt, device=device, **{"pass": pas})
+                    rows.append(row_for(case, impls, args, peaks, on_gpu))
+    if not (args.quick or args.no_sweeps):
+        for axis, case in sweep_cases(on_gpu):
+            case.update(dtype="fp32", device=device)
+            rows.append(row_for(case, ["eager", fused], args, peaks, on_gpu, sweep=axis))
 
-    kernels = []
-    if on_gpu:
-        try:
-            from s2v.kernels import video_predictor as vp
-            kernels = vp.kernel_resource_usage()
-        except Exception as exc:  # noqa: BLE001 - a report, not a requirement
-            kernels = [{"error": str(exc)}]
-    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-    date = datetime.date.today().isoformat()
-    result = {"device": name, "commit": git_commit(),
-              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "versions": versions(), "benchmarks": rows, "kernels": kernels,
-              "tests": {k: tests[k] for k in ("passed", "failed", "skipped")},
-              "notes": ("times: median ms; gflops by SPEC §9 (fwdbwd = 3 x fwd FLOPs); "
-                        "matmul_gflops: 2048^2 matmul in the same run; eager and cpu on the "
-                        "same threads")}
-    os.makedirs(args.out, exist_ok=True)
-    path = os.path.join(args.out, f"{date}-{slug}-video_predictor.json")
-    with open(path, "w", encoding="utf-8") as f:
-        json.dump(result, f, indent=1)
-    print(f"wrote {os.path.relpath(path, ROOT)}")
+    path = write_results("video_predictor", rows, tests, device=device,
+                         kernels=kernel_rows(), out_dir=args.out,
+                         extra={"peaks": peaks, "threads": args.threads,
+                                "notes": {"flops": "SPEC §9 cost model, fwdbwd = 3 x fwd",
+                                          "compile": "torch.compile(module), default mode",
+                                          "tf32": "off"}})
+    print(f"wrote {os.path.relpath(path)}")
     return 0
 
 

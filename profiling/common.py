@@ -6,7 +6,13 @@ Results follow one schema (keys kept exactly; more may be added)::
      "benchmarks": [{"name", "pass", "dtype", "shape", "times_ms", "floor_ms",
                      "gflops", "peak_mem_mb"}],
      "kernels": [{"name", "registers", "spills", "shared_mem_bytes"}],
-     "tests": {"passed", "failed", "skipped"}}
+     "tests": {"passed", "failed", "skipped"},
+     "peaks": {"fp32_gflops", "bf16_gflops", "dram_gbs", ...}}
+
+Optional row keys: ``sweep: {"op", "axis"}`` on scaling-sweep rows (axis T,
+resolution or batch), ``notes: {backend: why it did not run}``, ``speedup``,
+``reps``, ``flops``. Timing lives in profiling/timing.py, peaks and floors in
+profiling/peaks.py.
 """
 from __future__ import annotations
 
@@ -15,11 +21,8 @@ import json
 import os
 import platform
 import re
-import statistics
 import subprocess
 import sys
-import time
-from typing import Callable, Dict, List
 
 import torch
 
@@ -56,7 +59,7 @@ def commit() -> str:
         return "unknown"
 
 
-def versions() -> Dict[str, str | None]:
+def versions() -> dict[str, str | None]:
     import s2v
 
     try:
@@ -68,19 +71,7 @@ def versions() -> Dict[str, str | None]:
             "triton": triton_version, "cuda": torch.version.cuda, "s2v": s2v.__version__}
 
 
-def median_ms(fn: Callable[[], object], reps: int = 20, warmup: int = 3) -> float:
-    """Median wall time of ``fn`` in milliseconds on the CPU (``perf_counter``)."""
-    for _ in range(warmup):
-        fn()
-    times = []
-    for _ in range(reps):
-        start = time.perf_counter()
-        fn()
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
-
-
-def run_tests(paths: List[str]) -> Dict[str, int]:
+def run_tests(paths: list[str]) -> dict[str, int]:
     """Run pytest on ``paths``; the counts go into the JSON, and a failure blocks claims."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                            *paths], cwd=ROOT, capture_output=True, text=True)
@@ -94,7 +85,7 @@ def run_tests(paths: List[str]) -> Dict[str, int]:
     return counts
 
 
-def write_results(topic: str, benchmarks: list, tests: Dict[str, int], device: str = "cpu",
+def write_results(topic: str, benchmarks: list, tests: dict[str, int], device: str = "cpu",
                   kernels: list | None = None, out_dir: str = RESULTS_DIR,
                   extra: dict | None = None) -> str:
     name = device_name(device)
@@ -110,3 +101,25 @@ def write_results(topic: str, benchmarks: list, tests: Dict[str, int], device: s
     with open(path, "w") as f:
         json.dump(doc, f, indent=2)
     return path
+
+
+def run_child(module: str, case: dict, timeout: float):
+    """Run ``python -m profiling.<module> --child '<case json>'`` with a time limit.
+
+    Used for torch.compile baselines: a compilation that hangs or crashes must not
+    take the whole benchmark with it. Returns ``(result dict, None)`` or
+    ``(None, why)``; the child prints its result as the last line of stdout.
+    """
+    cmd = [sys.executable, "-m", f"profiling.{module}", "--child", json.dumps(case)]
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, f"did not finish within {timeout:.0f} s (compilation + timing)"
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or ["?"]
+        return None, "failed: " + lines[-1][:300]
+    return json.loads(proc.stdout.strip().splitlines()[-1]), None
+
+
+def round_times(d: dict, digits: int = 4) -> dict:
+    return {k: (None if v is None else round(v, digits)) for k, v in d.items()}

@@ -7,8 +7,14 @@ op's tests and reports no speed-up for an op whose tests fail), collects the
 JSON each writes into a scratch folder, and merges them into one
 ``<out>/<YYYY-MM-DD>-<device-slug>.json`` with the schema of
 ``profiling/common.py``: benchmarks and kernels concatenated, test counts
-summed. ``--quick`` passes ``--quick`` to the benchmarks that accept it (fewer
-repetitions and sizes) for a smoke run.
+summed. ``--quick`` passes ``--quick`` to the benchmarks (5 repetitions instead of
+20; 64-px and T = 256 shapes only; no scaling sweeps). The top-level
+``peaks`` are those the benchmarks measured (first non-null value of each).
+Afterwards ``profiling/plot.py`` renders the PNGs next to the JSON when
+matplotlib is installed (``pip install -e '.[profiling]'``).
+
+A benchmark that cannot run on this machine (PyAV missing, say) says so and
+writes no JSON; it is listed under ``runs`` as ``no results``.
 """
 from __future__ import annotations
 
@@ -38,12 +44,17 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--out", default=RESULTS_DIR)
     parser.add_argument("--only", nargs="*", help="run only these bench modules")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="CPU threads for every benchmark (fixed and reported)")
+    parser.add_argument("--no-plots", action="store_true")
     args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
     merged = {"device": device_name(device), "commit": commit(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
               "versions": versions(), "benchmarks": [], "kernels": [],
-              "tests": {"passed": 0, "failed": 0, "skipped": 0}, "runs": {}}
+              "tests": {"passed": 0, "failed": 0, "skipped": 0}, "peaks": {},
+              "threads": args.threads, "quick": args.quick, "runs": {}}
     failed = False
     with tempfile.TemporaryDirectory() as scratch:
         for module in args.only or BENCHES:
@@ -54,17 +65,25 @@ def main(argv=None) -> int:
             cmd = [sys.executable, "-m", f"profiling.{module}", "--out", out]
             if args.quick and _accepts(module, "--quick"):
                 cmd.append("--quick")
+            if _accepts(module, "--threads"):
+                cmd += ["--threads", str(args.threads)]
             print(f"== {module}", flush=True)
             proc = subprocess.run(cmd, cwd=ROOT)
             merged["runs"][module] = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
             failed |= proc.returncode != 0
-            for path in sorted(glob.glob(os.path.join(out, "*.json"))):
+            paths = sorted(glob.glob(os.path.join(out, "*.json")))
+            if proc.returncode == 0 and not paths:
+                merged["runs"][module] = "no results"
+            for path in paths:
                 with open(path) as f:
                     doc = json.load(f)
                 for b in doc.get("benchmarks", []):
                     b.setdefault("source", module)
                 merged["benchmarks"] += doc.get("benchmarks", [])
                 merged["kernels"] += doc.get("kernels", [])
+                for key, value in doc.get("peaks", {}).items():
+                    if merged["peaks"].get(key) is None:
+                        merged["peaks"][key] = value
                 for key in merged["tests"]:
                     merged["tests"][key] += int(doc.get("tests", {}).get(key, 0))
     os.makedirs(args.out, exist_ok=True)
@@ -73,6 +92,8 @@ def main(argv=None) -> int:
     with open(path, "w") as f:
         json.dump(merged, f, indent=2)
     print(f"wrote {path}")
+    if not args.no_plots:
+        subprocess.run([sys.executable, "-m", "profiling.plot", path], cwd=ROOT)
     return 1 if failed else 0
 
 

@@ -1,0 +1,87 @@
+"""How every benchmark times a callable, on the CPU and on a GPU.
+
+``time_ms(step, device, reps)`` returns the median of ``reps`` timed calls
+after ``warmup`` untimed ones:
+
+- CPU: ``time.perf_counter`` around each call; the caller fixes the thread
+  count (``torch.set_num_threads``) and reports it.
+- CUDA: a pair of CUDA events around each call, read after one final
+  synchronisation, and the L2 cache flushed (a buffer twice the L2 size is
+  overwritten) before every repetition, so a kernel never finds its inputs
+  left in L2 by the previous repetition.
+
+``cuda_graph(step)`` captures ``step`` (forward, or forward + backward into
+the parameters' ``.grad``) in a CUDA graph and returns the replay: the "eager
+under CUDA graphs" baseline, which removes launch gaps but not launches.
+"""
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+MIN_REPS = 20
+QUICK_REPS = 5
+
+
+def sync(device: str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+_L2_BUFFER = []
+
+
+def flush_l2() -> None:
+    """Overwrites a buffer twice the size of L2 (cheap next to any timed step)."""
+    if not _L2_BUFFER:
+        l2 = getattr(torch.cuda.get_device_properties(0), "L2_cache_size", 50 * 2 ** 20)
+        _L2_BUFFER.append(torch.empty(2 * max(l2, 2 ** 20) // 4, dtype=torch.float32,
+                                      device="cuda"))
+    _L2_BUFFER[0].fill_(1.0)
+
+
+def time_ms(step: Callable[[], object], device: str = "cpu", reps: int = MIN_REPS,
+            warmup: int = 3) -> dict[str, float]:
+    """``{"median": ms, "min": ms, "reps": n}`` of ``step`` on ``device``."""
+    for _ in range(warmup):
+        step()
+    sync(device)
+    times = []
+    if str(device).startswith("cuda"):
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True))
+                  for _ in range(reps)]
+        for start, end in events:
+            flush_l2()
+            start.record()
+            step()
+            end.record()
+        torch.cuda.synchronize()
+        times = [start.elapsed_time(end) for start, end in events]
+    else:
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            step()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return {"median": statistics.median(times), "min": min(times), "reps": reps}
+
+
+def cuda_graph(step: Callable[[], object]) -> Callable[[], None]:
+    """A replay of ``step`` captured in a CUDA graph (inputs and parameters stay put).
+
+    Warm-up runs on a side stream first, as capture requires; ``.grad`` tensors
+    created there become the graph's static gradient buffers, so a captured
+    backward accumulates into the same memory on every replay."""
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        for _ in range(3):
+            step()
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        step()
+    torch.cuda.synchronize()
+    return graph.replay
