@@ -115,7 +115,8 @@ def validate_video_predictor(x, xh, state, weights, biases, blend_weight, blend_
 #   Inputs contiguous, one dtype (float32, bfloat16 with fp32 accumulation,
 #   float16; the CPU kernel also float64), one device.
 # dh_seq is the gradient of every returned state (both kernels use all of it;
-# the Triton launcher also accepts the last frame's gradient alone).
+# the Triton launcher also accepts the last frame's gradient alone), or empty
+# (numel 0) when no gradient reached the states.
 # ---------------------------------------------------------------------------
 
 
@@ -175,7 +176,10 @@ def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, ble
 @video_predictor_bwd.register_kernel("cuda")
 def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
     # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
-    # The full per-frame gradient, so losses on intermediate states backpropagate too.
+    # The full per-frame gradient, so losses on intermediate states backpropagate too
+    # (empty: no gradient reached the states; the Triton launcher wants zeros then).
+    if dh_seq.numel() == 0:
+        dh_seq = torch.zeros_like(h_seq)
     return tuple(_triton_module().video_predictor_bwd(dy, dh_seq.contiguous(), x, xh, h0,
                                                       h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w,
                                                       blend_w, blend_b))
@@ -195,7 +199,10 @@ def _vp_backward(ctx, dy, dh_seq):
     *inputs, h_seq = ctx.saved_tensors
     x, xh, h0 = inputs[:3]
     dy = torch.zeros_like(x) if dy is None else dy.contiguous()
-    dh_seq = torch.zeros_like(h_seq) if dh_seq is None else dh_seq.contiguous()
+    # No gradient reached the states (the usual case: the carried state is detached):
+    # an empty dh_seq, which the CPU kernel skips instead of adding a zero-filled
+    # [F, B, T, Ch, H, W] tensor (a full strided pass over h_seq's size).
+    dh_seq = x.new_empty(0) if dh_seq is None else dh_seq.contiguous()
     grads = torch.ops.s2v.video_predictor_bwd(dy, dh_seq, x, xh, h0, h_seq, *inputs[3:])
     return tuple(None if inp.numel() == 0 else g for inp, g in zip(inputs, grads))
 
