@@ -100,13 +100,14 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("video_predictor_forward", &s2v::video_predictor::forward, pybind11::arg("x"),
         pybind11::arg("xh"), pybind11::arg("h0"), pybind11::arg("w_sq"), pybind11::arg("b_sq"),
         pybind11::arg("w_h"), pybind11::arg("b_h"), pybind11::arg("w_w"), pybind11::arg("b_w"),
-        pybind11::arg("blend_w"), pybind11::arg("blend_b"),
-        "Video prediction layer forward on the CPU -> [y, h_seq].");
+        pybind11::arg("blend_w"), pybind11::arg("blend_b"), pybind11::arg("save_gates") = false,
+        "Video prediction layer forward on the CPU -> [y, h_seq, saved gates (or empty)].");
   m.def("video_predictor_backward", &s2v::video_predictor::backward, pybind11::arg("dy"),
         pybind11::arg("dh_last"), pybind11::arg("dh_seq"), pybind11::arg("x"),
         pybind11::arg("xh"), pybind11::arg("h0"), pybind11::arg("h_seq"), pybind11::arg("w_sq"),
         pybind11::arg("b_sq"), pybind11::arg("w_h"), pybind11::arg("b_h"), pybind11::arg("w_w"),
         pybind11::arg("b_w"), pybind11::arg("blend_w"), pybind11::arg("blend_b"),
+        pybind11::arg("saved") = at::Tensor(),
         "Gradients of video_predictor_forward -> [dx, dxh, dh0, dw_sq, db_sq, dw_h, db_h, "
         "dw_w, db_w, dblend_w, dblend_b].");
   m.def("dirconv_gru_forward", &s2v::video_predictor::cell_forward, pybind11::arg("x"),

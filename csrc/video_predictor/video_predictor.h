@@ -95,20 +95,24 @@ struct WeightGrads {
 };
 
 // x, xh: [B,T,C,H,W] (xh unused for kSingleCell); h0: [F,B,Ch,H,W].
-// Writes y [B,T,C,H,W] (not for kSingleCell) and h_seq [F,B,T,Ch,H,W].
+// Writes y [B,T,C,H,W] (not for kSingleCell) and h_seq [F,B,T,Ch,H,W], and,
+// when `saved` is not null, the gates for the backward: saved [F,T,3,N·Ch]
+// with N = B·H·W pixels, channels-last: per (flow, frame) first the reset and
+// update gates (N rows of 2·Ch: r, u), then q = r ⊙ h_{t-1} (N rows of Ch).
 template <typename T>
 void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const Weights<T>& w,
-                 T* y, T* h_seq);
+                 T* y, T* h_seq, T* saved = nullptr);
 
 // dy: [B,T,C,H,W] or null (kSingleCell); dh_seq: [F,B,T,Ch,H,W] or null;
 // dh_last: [F,B,Ch,H,W] or null; x, xh, h0, h_seq as in forward_cpu (h_seq
-// the forward's output). Writes dx [B,T,C,H,W], dxh [B,T,C,H,W] (not for
-// kSingleCell), dh0 [F,B,Ch,H,W] and every non-null gradient in g (shaped
-// like the weight it belongs to).
+// the forward's output); saved: the forward's saved gates, or null to
+// recompute them (must be null when p.recompute_candidate). Writes dx
+// [B,T,C,H,W], dxh [B,T,C,H,W] (not for kSingleCell), dh0 [F,B,Ch,H,W] and
+// every non-null gradient in g (shaped like the weight it belongs to).
 template <typename T>
 void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_last, const T* x,
                   const T* xh, const T* h0, const T* h_seq, const Weights<T>& w, T* dx, T* dxh,
-                  T* dh0, const WeightGrads<T>& g);
+                  T* dh0, const WeightGrads<T>& g, const T* saved = nullptr);
 
 }  // namespace video_predictor
 }  // namespace s2v

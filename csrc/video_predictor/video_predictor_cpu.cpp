@@ -438,7 +438,7 @@ void frames_from_cl(const T* cl, T* v, int64_t B, int64_t T_, int64_t C, int64_t
 
 template <typename T>
 void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const Weights<T>& w,
-                 T* y, T* h_seq) {
+                 T* y, T* h_seq, T* saved) {
   Engine<T> e(p, w);
   const int F = e.F;
   const int64_t N = e.N, Ch = e.Ch, C = e.C, T_ = p.T;
@@ -456,8 +456,9 @@ void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const W
   for (int64_t t = 0; t < T_; ++t)
     for (int f = 0; f < F; ++f) {
       T* hprev = Hp + (f * (T_ + 1) + t) * N * Ch;
-      e.step(f, xp + t * N * C, hprev, gates.data_ptr<T>(), cand.data_ptr<T>(), nullptr,
-             hprev + N * Ch);
+      T* keep = saved == nullptr ? nullptr : saved + (f * T_ + t) * N * 3 * Ch;
+      e.step(f, xp + t * N * C, hprev, keep ? keep : gates.data_ptr<T>(), cand.data_ptr<T>(),
+             keep ? keep + N * 2 * Ch : nullptr, hprev + N * Ch);
     }
   const at::Tensor states = Hcl.narrow(1, 1, T_);
   // plane i = (f, b, t) of h_seq [F, B, T, Ch, HW] <- Hcl[f][t + 1][b]
@@ -487,7 +488,10 @@ void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const W
 template <typename T>
 void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_last, const T* x,
                   const T* xh, const T* h0, const T* h_seq, const Weights<T>& w, T* dx, T* dxh,
-                  T* dh0, const WeightGrads<T>& g) {
+                  T* dh0, const WeightGrads<T>& g, const T* saved) {
+  TORCH_CHECK(saved == nullptr || !p.recompute_candidate,
+              "video_predictor backward: saved gates cannot be combined with a recomputed "
+              "candidate");
   Engine<T> e(p, w);
   const int F = e.F;
   const int64_t N = e.N, Ch = e.Ch, C = e.C, Ctot = e.Ctot, T_ = p.T, B = p.B, H = p.H, W = p.W;
@@ -535,9 +539,18 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
   const int64_t per_step = F * N * (8 * Ch) * static_cast<int64_t>(sizeof(T)) +
                            N * (4 * C + 2) * static_cast<int64_t>(sizeof(T));
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(T_, kChunkBytes / per_step));
-  at::Tensor Gbuf = scratch(kGates, {chunk, F, N, 2 * Ch}, e.opt);  // r, u
+  // r, u and q of the chunk's steps: the forward's (saved) or recomputed here.
+  const int64_t gchunk = saved != nullptr ? 0 : chunk;
+  at::Tensor Gbuf = scratch(kGates, {gchunk, F, N, 2 * Ch}, e.opt);  // r, u
   at::Tensor Cbuf = scratch(kCand, {p.recompute_candidate ? chunk : 0, F, N, Ch}, e.opt);  // c
-  at::Tensor Qbuf = scratch(kProducts, {chunk, F, N, Ch}, e.opt);
+  at::Tensor Qbuf = scratch(kProducts, {gchunk, F, N, Ch}, e.opt);
+  auto gates_of = [&](int64_t tl, int64_t t, int f) -> const T* {
+    return saved != nullptr ? saved + (f * T_ + t) * N * 3 * Ch : Gbuf[tl][f].data_ptr<T>();
+  };
+  auto products_of = [&](int64_t tl, int64_t t, int f) -> const T* {
+    return saved != nullptr ? saved + (f * T_ + t) * N * 3 * Ch + N * 2 * Ch
+                            : Qbuf[tl][f].data_ptr<T>();
+  };
   // Margin rows (zero) around each [N, 3Ch] block: the transposed tap GEMMs read it shifted.
   at::Tensor DAbuf = scratch(kGateGrads, {chunk, F, N + 2 * e.M, 3 * Ch}, e.opt);
   DAbuf.narrow(2, 0, e.M).zero_();
@@ -587,7 +600,7 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
     // candidate GEMM (a third of the recomputation): the gradients only use
     // u·(1 - c²) and u·(c - h) = h_t - h, whose errors stay bounded where u is
     // small, and c is clamped to tanh's range.
-    for (int64_t tl = 0; tl < nt; ++tl)
+    for (int64_t tl = 0; saved == nullptr && tl < nt; ++tl)
       for (int f = 0; f < F; ++f)
         e.step(f, xp + (t0 + tl) * N * C, hstate(f, t0 + tl), Gbuf[tl][f].data_ptr<T>(),
                p.recompute_candidate ? Cbuf[tl][f].data_ptr<T>() : nullptr,
@@ -599,7 +612,7 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
       for (int f = 0; f < F; ++f) {
         const FlowGeom& fg = e.flows[f];
         const CellMats& m = e.cells[fg.cell];
-        const T* G = Gbuf[tl][f].data_ptr<T>();
+        const T* G = gates_of(tl, t, f);
         const T* Cc = p.recompute_candidate ? Cbuf[tl][f].data_ptr<T>() : nullptr;
         T* DA = DAbuf[tl][f].data_ptr<T>() + e.M * 3 * Ch;
         const T* hp = hstate(f, t);
@@ -669,7 +682,7 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
         e.tap_conv(fg, dap, 3 * Ch, 3 * Ch, true, m.t_x, false, dxt, true);
         T* bp = e.buf[f].template data_ptr<T>() + e.M * L;
         const T* hp = hstate(f, t);
-        const T* qp = Qbuf[tl][f].data_ptr<T>();
+        const T* qp = products_of(tl, t, f);
         const int64_t ch = Ch, c_in = C;
         at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
           for (int64_t n = a; n < b; ++n) {
@@ -736,17 +749,17 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
 }
 
 template void forward_cpu<float>(const Problem&, const float*, const float*, const float*,
-                                 const Weights<float>&, float*, float*);
+                                 const Weights<float>&, float*, float*, float*);
 template void forward_cpu<double>(const Problem&, const double*, const double*, const double*,
-                                  const Weights<double>&, double*, double*);
+                                  const Weights<double>&, double*, double*, double*);
 template void backward_cpu<float>(const Problem&, const float*, const float*, const float*,
                                   const float*, const float*, const float*, const float*,
                                   const Weights<float>&, float*, float*, float*,
-                                  const WeightGrads<float>&);
+                                  const WeightGrads<float>&, const float*);
 template void backward_cpu<double>(const Problem&, const double*, const double*, const double*,
                                    const double*, const double*, const double*, const double*,
                                    const Weights<double>&, double*, double*, double*,
-                                   const WeightGrads<double>&);
+                                   const WeightGrads<double>&, const double*);
 
 }  // namespace video_predictor
 }  // namespace s2v

@@ -5,6 +5,7 @@
 
 #include "video_predictor/video_predictor.h"
 // s2v_empty / s2v_empty_like: at::empty(_like) that NaN-fill under S2V_POISON_EMPTY=1.
+#include "buffer_pool.h"
 #include "poison.h"
 
 namespace s2v {
@@ -198,21 +199,31 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& xh, const
                                 const at::Tensor& w_sq, const at::Tensor& b_sq,
                                 const at::Tensor& w_h, const at::Tensor& b_h,
                                 const at::Tensor& w_w, const at::Tensor& b_w,
-                                const at::Tensor& blend_w, const at::Tensor& blend_b) {
+                                const at::Tensor& blend_w, const at::Tensor& blend_b,
+                                bool save_gates) {
   const LayerArgs a = check_layer(x, xh, h0, {w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b});
   const Problem& p = a.p;
   const at::ScalarType ct = compute_type(x);
   const at::Tensor xc = widen(x, ct), xhc = widen(xh, ct), h0c = widen(h0, ct);
   const std::vector<at::Tensor> wc = widen_all(a.w, ct);
   const auto opt = xc.options();
-  at::Tensor y = s2v_empty({p.B, p.T, p.C, p.H, p.W}, opt);
-  at::Tensor h_seq = s2v_empty({p.flows(), p.B, p.T, p.Ch, p.H, p.W}, opt);
+  // Large outputs from the buffer pool (no fresh pages per call: buffer_pool.h).
+  at::Tensor y = pooled_empty({p.B, p.T, p.C, p.H, p.W}, opt);
+  at::Tensor h_seq = pooled_empty({p.flows(), p.B, p.T, p.Ch, p.H, p.W}, opt);
+  // Only where the states are kept in the compute type: with 16-bit states the
+  // backward recomputes the candidate gate anyway (see Problem).
+  const bool save = save_gates && ct == x.scalar_type();
+  at::Tensor saved =
+      pooled_empty(save ? at::IntArrayRef{p.flows(), p.T, 3, p.B * p.H * p.W * p.Ch}
+                        : at::IntArrayRef{0},
+                   opt);
   AT_DISPATCH_FLOATING_TYPES(ct, "video_predictor_forward", [&] {
     forward_cpu<scalar_t>(p, xc.data_ptr<scalar_t>(), xhc.data_ptr<scalar_t>(),
                           h0c.data_ptr<scalar_t>(), weights_of<scalar_t>(wc),
-                          y.data_ptr<scalar_t>(), h_seq.data_ptr<scalar_t>());
+                          y.data_ptr<scalar_t>(), h_seq.data_ptr<scalar_t>(),
+                          save ? saved.data_ptr<scalar_t>() : nullptr);
   });
-  return {y.to(x.scalar_type()), h_seq.to(x.scalar_type())};
+  return {y.to(x.scalar_type()), h_seq.to(x.scalar_type()), saved};
 }
 
 std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& dh_last,
@@ -222,10 +233,18 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& dh_last
                                  const at::Tensor& b_sq, const at::Tensor& w_h,
                                  const at::Tensor& b_h, const at::Tensor& w_w,
                                  const at::Tensor& b_w, const at::Tensor& blend_w,
-                                 const at::Tensor& blend_b) {
+                                 const at::Tensor& blend_b, const at::Tensor& saved) {
   const LayerArgs a = check_layer(x, xh, h0, {w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b});
   Problem p = a.p;
   p.recompute_candidate = compute_type(x) != x.scalar_type();
+  const bool has_saved = saved.defined() && saved.numel() > 0;
+  if (has_saved) {
+    TORCH_CHECK(!p.recompute_candidate && saved.scalar_type() == x.scalar_type() &&
+                    saved.is_contiguous() && saved.device().is_cpu() &&
+                    saved.numel() == p.flows() * p.T * 3 * p.B * p.H * p.W * p.Ch,
+                "saved: expected the gates saved by video_predictor_forward for this input "
+                "(or an empty tensor)");
+  }
   const int64_t F = p.flows();
   check_arg("dy", dy, x, {p.B, p.T, p.C, p.H, p.W});
   check_arg("h_seq", h_seq, x, {F, p.B, p.T, p.Ch, p.H, p.W});
@@ -246,7 +265,8 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& dh_last
                            xhc.data_ptr<scalar_t>(), h0c.data_ptr<scalar_t>(),
                            hsc.data_ptr<scalar_t>(), weights_of<scalar_t>(wc),
                            dx.data_ptr<scalar_t>(), dxh.data_ptr<scalar_t>(),
-                           dh0.data_ptr<scalar_t>(), grads_of<scalar_t>(g));
+                           dh0.data_ptr<scalar_t>(), grads_of<scalar_t>(g),
+                           has_saved ? saved.data_ptr<scalar_t>() : nullptr);
   });
   const auto st = x.scalar_type();
   std::vector<at::Tensor> out = {dx.to(st), dxh.to(st), dh0.to(st)};

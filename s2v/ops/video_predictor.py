@@ -105,13 +105,16 @@ def validate_video_predictor(x, xh, state, weights, biases, blend_weight, blend_
 # and the Triton GPU kernels, kernels/video_predictor.py):
 #   forward(x [B,T,C,H,W], xh [B,T,C,H,W], h0 [F,B,Ch,H,W], w_sq [3,Ch,C+Ch,k,k],
 #           b_sq [3,Ch], w_h [3,Ch,C+Ch,taps], b_h [3,Ch], w_w [3,Ch,C+Ch,taps],
-#           b_w [3,Ch], blend_w [C+1,5Ch], blend_b [C+1])
-#     -> (y [B,T,C,H,W], h_seq [F,B,T,Ch,H,W])
+#           b_w [3,Ch], blend_w [C+1,5Ch], blend_b [C+1], save_gates)
+#     -> (y [B,T,C,H,W], h_seq [F,B,T,Ch,H,W], saved)
 #   Directional: F = 5, Ch = C, flows in FLOWS order. Basic: F = 1, Ch = C+1,
 #   w_h, b_h, w_w, b_w, blend_w, blend_b empty (numel 0), y the blend of
 #   h_seq[0] itself. The new state is h_seq[:, :, -1].
-#   backward(dy, dh_seq [F,B,T,Ch,H,W], x, xh, h0, h_seq, weights...)
+#   backward(dy, dh_seq [F,B,T,Ch,H,W], x, xh, h0, h_seq, weights..., saved)
 #     -> (dx, dxh, dh0, dw_sq, db_sq, dw_h, db_h, dw_w, db_w, dblend_w, dblend_b)
+#   saved: with save_gates, the CPU kernel (float32/float64) returns its gates
+#   [F,T,3,B·H·W·Ch] for the backward, which then skips recomputing them;
+#   otherwise (and always on the GPU) it is empty and the gates are recomputed.
 #   Inputs contiguous, one dtype (float32, bfloat16 with fp32 accumulation,
 #   float16; the CPU kernel also float64), one device.
 # dh_seq is the gradient of every returned state (both kernels use all of it;
@@ -124,31 +127,44 @@ def validate_video_predictor(x, xh, state, weights, biases, blend_weight, blend_
 def video_predictor_fwd(x: torch.Tensor, xh: torch.Tensor, h0: torch.Tensor,
                         w_sq: torch.Tensor, b_sq: torch.Tensor, w_h: torch.Tensor,
                         b_h: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
-                        blend_w: torch.Tensor, blend_b: torch.Tensor
-                        ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The layer's forward per the contract above -> ``(y, h_seq)``."""
+                        blend_w: torch.Tensor, blend_b: torch.Tensor, save_gates: bool
+                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The layer's forward per the contract above -> ``(y, h_seq, saved)``; ``saved`` is
+    empty unless the kernel keeps its gates for the backward (see _saves_gates)."""
     raise NotImplementedError(
         f"s2v::video_predictor_fwd has no kernel for {x.device.type} tensors")
 
 
+def _saves_gates(x: torch.Tensor, save_gates: bool) -> bool:
+    """Whether the CPU kernel returns its gates: asked for, and float32/float64 (with
+    16-bit inputs the backward recomputes them from widened states instead)."""
+    return save_gates and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
 @video_predictor_fwd.register_kernel("cpu")
-def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b, save_gates):
     return tuple(_ext().video_predictor_forward(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w,
-                                                blend_w, blend_b))
+                                                blend_w, blend_b,
+                                                _saves_gates(x, save_gates)))
 
 
 @video_predictor_fwd.register_kernel("cuda")
-def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b, save_gates):
     # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
-    return tuple(_triton_module().video_predictor_fwd(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w,
-                                                      b_w, blend_w, blend_b))
+    # (its backward recomputes the gates: nothing saved)
+    y, h_seq = _triton_module().video_predictor_fwd(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w,
+                                                    b_w, blend_w, blend_b)
+    return y, h_seq, x.new_empty(0)
 
 
 @video_predictor_fwd.register_fake
-def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+def _(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b, save_gates):
     B, T, C, H, W = x.shape
     flows = len(FLOWS) if w_h.numel() else 1
-    return x.new_empty(B, T, C, H, W), x.new_empty(flows, B, T, w_sq.shape[1], H, W)
+    Ch = w_sq.shape[1]
+    saved = (x.new_empty(flows, T, 3, B * H * W * Ch) if _saves_gates(x, save_gates)
+             else x.new_empty(0))
+    return x.new_empty(B, T, C, H, W), x.new_empty(flows, B, T, Ch, H, W), saved
 
 
 @torch.library.custom_op("s2v::video_predictor_bwd", mutates_args=())
@@ -156,7 +172,7 @@ def video_predictor_bwd(dy: torch.Tensor, dh_seq: torch.Tensor, x: torch.Tensor,
                         xh: torch.Tensor, h0: torch.Tensor, h_seq: torch.Tensor,
                         w_sq: torch.Tensor, b_sq: torch.Tensor, w_h: torch.Tensor,
                         b_h: torch.Tensor, w_w: torch.Tensor, b_w: torch.Tensor,
-                        blend_w: torch.Tensor, blend_b: torch.Tensor
+                        blend_w: torch.Tensor, blend_b: torch.Tensor, saved: torch.Tensor
                         ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                    torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
                                    torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -167,14 +183,14 @@ def video_predictor_bwd(dy: torch.Tensor, dh_seq: torch.Tensor, x: torch.Tensor,
 
 
 @video_predictor_bwd.register_kernel("cpu")
-def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b, saved):
     return tuple(_ext().video_predictor_backward(dy, x.new_empty(0), dh_seq, x, xh, h0, h_seq,
                                                  w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w,
-                                                 blend_b))
+                                                 blend_b, saved))
 
 
 @video_predictor_bwd.register_kernel("cuda")
-def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b, saved):
     # ---- CUDA device kernel hook: Triton, s2v.kernels.video_predictor ----
     # The full per-frame gradient, so losses on intermediate states backpropagate too
     # (empty: no gradient reached the states; the Triton launcher wants zeros then).
@@ -186,28 +202,35 @@ def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, ble
 
 
 @video_predictor_bwd.register_fake
-def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
+def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b, saved):
     return tuple(torch.empty_like(t) for t in
                  (x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b))
 
 
 def _vp_setup_context(ctx, inputs, output):
-    ctx.save_for_backward(*inputs, output[1])
+    ctx.save_for_backward(*inputs[:-1], output[1], output[2])
+    ctx.mark_non_differentiable(output[2])
 
 
-def _vp_backward(ctx, dy, dh_seq):
-    *inputs, h_seq = ctx.saved_tensors
+def _vp_backward(ctx, dy, dh_seq, _dsaved):
+    *inputs, h_seq, saved = ctx.saved_tensors
     x, xh, h0 = inputs[:3]
     dy = torch.zeros_like(x) if dy is None else dy.contiguous()
     # No gradient reached the states (the usual case: the carried state is detached):
     # an empty dh_seq, which the CPU kernel skips instead of adding a zero-filled
     # [F, B, T, Ch, H, W] tensor (a full strided pass over h_seq's size).
     dh_seq = x.new_empty(0) if dh_seq is None else dh_seq.contiguous()
-    grads = torch.ops.s2v.video_predictor_bwd(dy, dh_seq, x, xh, h0, h_seq, *inputs[3:])
-    return tuple(None if inp.numel() == 0 else g for inp, g in zip(inputs, grads))
+    grads = torch.ops.s2v.video_predictor_bwd(dy, dh_seq, x, xh, h0, h_seq, *inputs[3:],
+                                              saved)
+    return (*(None if inp.numel() == 0 else g for inp, g in zip(inputs, grads)), None)
 
 
 video_predictor_fwd.register_autograd(_vp_backward, setup_context=_vp_setup_context)
+
+
+# Above this the CPU backward recomputes the gates rather than keep them (bounded
+# extra memory for long or large sequences).
+SAVED_GATES_MAX_BYTES = 2 << 30
 
 
 def video_predictor_fused(x, xh, state, weights, biases, blend_weight, blend_bias):
@@ -226,9 +249,15 @@ def video_predictor_fused(x, xh, state, weights, biases, blend_weight, blend_bia
         rest = (weights[1], biases[1], weights[2], biases[2], blend_weight, blend_bias)
     else:
         rest = (empty,) * 6
-    y, h_seq = torch.ops.s2v.video_predictor_fwd(
+    # Keeping the gates (3 values per hidden unit, pixel and frame; h_seq holds 1)
+    # spares the backward a third of its GEMM work; only when a backward can follow
+    # and they fit in SAVED_GATES_MAX_BYTES.
+    saved_bytes = 3 * flows * B * T * C_hid * H * W * x.element_size()
+    save = (torch.is_grad_enabled() and saved_bytes <= SAVED_GATES_MAX_BYTES
+            and any(t.requires_grad for t in (x, xh, h0, *weights, *biases)))
+    y, h_seq, _ = torch.ops.s2v.video_predictor_fwd(
         x.contiguous(), xh.contiguous(), h0, weights[0].contiguous(), biases[0].contiguous(),
-        *(t.contiguous() for t in rest))
+        *(t.contiguous() for t in rest), save)
     return y, tuple(h_seq[f, :, -1] for f in range(flows))
 
 

@@ -1,6 +1,7 @@
 """The C++ CPU kernels of the video predictor and of the single-cell dirconv_gru op
 (backend='cpu') against the eager reference."""
 import glob
+import importlib
 import os
 
 import pytest
@@ -10,6 +11,9 @@ from s2v.ops import dirconv_gru, video_predictor
 from s2v.ops.dirconv_gru import cpu_kernels_unavailable, directional_taps, dirconv_gru_backends
 from s2v.ops.video_predictor import video_predictor_backends
 from tests.helpers import rel_err
+
+# The module (s2v.ops re-exports the function video_predictor under its name).
+vp_ops = importlib.import_module("s2v.ops.video_predictor")
 
 pytestmark = pytest.mark.skipif(cpu_kernels_unavailable() is not None,
                                 reason=f"CPU kernels unavailable: {cpu_kernels_unavailable()}")
@@ -65,8 +69,13 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("gates", ["saved", "recomputed"])
 @pytest.mark.parametrize("variant,C,H,W,k,T,B", CASES)
-def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B):
+def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B, gates, monkeypatch):
+    # The forward keeps its gates for the backward unless they exceed the budget;
+    # a zero budget forces the backward to recompute them.
+    if gates == "recomputed":
+        monkeypatch.setattr(vp_ops, "SAVED_GATES_MAX_BYTES", 0)
     directional = variant == "dir"
     weights, biases, blend_w, blend_b = make_layer(C, k, directional)
     C_hid = C if directional else C + 1
@@ -183,8 +192,9 @@ def test_custom_ops_pass_opcheck():
     h0 = torch.randn(5, 1, 3, 5, 4)
     args = (x, x.clone(), h0, weights[0], biases[0], weights[1], biases[1], weights[2],
             biases[2], blend_w, blend_b)
-    torch.library.opcheck(torch.ops.s2v.video_predictor_fwd.default,
-                          tuple(a.requires_grad_() for a in args))
+    for save_gates in (False, True):
+        torch.library.opcheck(torch.ops.s2v.video_predictor_fwd.default,
+                              (*(a.requires_grad_() for a in args), save_gates))
     w = torch.randn(3, 4, 7, directional_taps(3)) * 0.3
     torch.library.opcheck(torch.ops.s2v.dirconv_gru_fwd.default,
                           (x.requires_grad_(), torch.randn(1, 4, 5, 4), w, torch.randn(3, 4), 1,
@@ -263,3 +273,25 @@ def test_golden(path, precision):
     result = run_file(path, "cpu", precision)
     tol = tolerance("cpu", precision)
     assert result.errors and result.passed(tol), result.worst(tol)
+
+
+def test_pooled_outputs_are_not_reused_while_alive():
+    """Outputs over 16 MB come from a recycling pool (csrc/buffer_pool.h): a live
+    output must keep its values through later calls, and a recycled buffer must be
+    fully rewritten (poisoned in the tests, so any stale element shows as NaN)."""
+    from s2v.nn import VideoPredictor
+    torch.manual_seed(0)
+    eager = VideoPredictor(32, 3, backend="eager")
+    fused = VideoPredictor(32, 3, backend="cpu")
+    fused.load_state_dict(eager.state_dict())
+    xs = [torch.randn(1, 8, 32, 64, 64) for _ in range(3)]  # h_seq: 21 MB, pooled
+    with torch.no_grad():
+        first = fused(xs[0])
+        for x in xs[1:]:
+            y, state = fused(x)
+            y_ref, state_ref = eager(x)
+            assert rel_err(y, y_ref) < FP32_TOL
+            assert all(rel_err(a, b) < FP32_TOL for a, b in zip(state, state_ref))
+        y0_ref, s0_ref = eager(xs[0])
+    assert rel_err(first[0], y0_ref) < FP32_TOL
+    assert all(rel_err(a, b) < FP32_TOL for a, b in zip(first[1], s0_ref))
