@@ -2,22 +2,58 @@
 // dilated_gru.h; per-unit arithmetic: dilated_gru_cell.h, shared with CUDA).
 //
 // Parallelism: over batch elements when there are at least as many as
-// threads; otherwise (B = 1 is the streaming case) one OpenMP team per batch
-// element splits the hidden units, each thread owning rows j, D+j, 2D+j of its
-// units, with one barrier per super-step (two in backward, whose transposed
-// products need every unit's gate gradients) -- only when every thread gets
-// at least kMinUnitsPerThread units (see run_parallel).
+// threads (each thread one element, all units); otherwise (B = 1 is the
+// streaming case) a team per batch element splits the hidden units, each
+// thread owning rows j, D+j, 2D+j of its units, with ONE spin barrier per
+// super-step in the forward and in the backward.
 //
 // Schedule: without feedback the layers run as a wavefront (layer l on step
 // t - l in "super-step" t), so the team meets T + L - 1 barriers instead of
 // T * L. Feedback makes layer 0 at t depend on layer L-1 at t-1, so it runs
 // step by step, layer by layer.
+//
+// Design notes (issue 7; D = 66, L = 3, dilation 2, T = 256, fp32, 2 threads
+// on a 2-core Zen 4 VM; kernel times from a standalone driver that
+// interleaves the previous and the new kernel in one process):
+// - The scan is bound by reading the recurrent/input weights from L2 at every
+//   step (6 matrices of 66 x 198 floats = 314 KB do not fit the 32 KB L1;
+//   ~38 B/cycle L2 -> L1 measured), not by arithmetic: the binary already had
+//   AVX-512/AVX2 target_clones. So (1) the weights are packed per thread with
+//   the three gates of its units side by side and padded once (198 -> 208
+//   outputs, instead of 3 x 96 = 288 per-gate padding before): 0.97 -> 0.52
+//   us per product; (2) the team now splits even small D (>= 16 units per
+//   thread, previously 64, so D = 66 ran on one core), halving each core's
+//   weight bytes per step, any split point (no kPad-aligned slices, which
+//   gave 64 + 2 units at D = 66).
+// - Backward: each thread forms W^T dg over its OWN gate rows into all D
+//   entries (partial sums, double-buffered by parity); the owners of the
+//   entries add the partials at the start of the next super-step. One
+//   barrier per super-step instead of two, and the backward reads the same
+//   packed rows (bytes) as the forward.
+// - Barrier: a spin barrier (0.04-0.3 us depending on where the hypervisor
+//   puts the two vCPUs; the OpenMP barrier was 0.25-0.46 us), with a fallback
+//   to one thread when a wait shows the partner lost its core (SpinBarrier).
+// - Weight packing was 13 % of a call when done element by element; it is
+//   now row copies.
+// Measured (kernel only, B = 1): forward 1.7-1.9 -> 0.61 ms, backward
+// 1.8-1.9 -> 0.90 ms when the two vCPUs share a cache; when the hypervisor
+// places them far apart (cross-core round trip ~0.3 us) 1.08 and 1.7 ms
+// (one thread with the new packing: 1.15-1.27 and 1.4-1.5 ms). B = 16
+// (batch-parallel, unchanged scheme): forward 14.8 -> 9.4-9.7 ms, backward
+// 17.7 -> 12.9 ms. End to end (module, B = 1): fwd 1.66 -> 0.79 ms, fwd+bwd
+// 5.2 -> 2.9 ms.
 #include "dilated_gru/dilated_gru.h"
 #include "dilated_gru/dilated_gru_cell.h"
 
 #include <string.h>
 
+#include <stdint.h>
+
 #include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <chrono>
+#include <thread>
 #include <vector>
 
 #ifdef _OPENMP
@@ -67,110 +103,65 @@ template <> struct Io<uint16_t> {
   static uint16_t store(float v) { return float_to_bf16(v); }
 };
 
-// The products work on padded copies of the weights: every gate's block of
-// rows is padded from D to Dp (a multiple of kPad) with zeros, so that all
-// loops run over whole vectors (a scalar tail of 2 units per gate cost as much
-// as the vector body at D = 66). Accumulators of kBlk outputs live in local
-// arrays that the compiler keeps in vector registers across the k loop.
-constexpr int64_t kPad = 32;
+// Matrix-vector products: acc[P] += sum_k W[k][:] v[k] for k < K, with W packed
+// in column blocks of kCol (the last block narrower, a multiple of kVec): block
+// c (starting at column c) is a dense K x width array at w + c * K. A block's
+// accumulators live in local arrays that the compiler keeps in vector
+// registers across the k loop (8 zmm at kCol), and each block streams its
+// weights contiguously. The weights (6 matrices of 66 x 198 floats at D = 66,
+// L = 3) do not fit in L1, so the scan is bound by the L2 -> L1 bandwidth
+// (measured ~38 B/cycle on the Zen 4 it was tuned on): what matters is how
+// many bytes each step reads, hence packing the three gates' rows of a
+// thread's units next to each other, padded once (3D = 198 -> 208 outputs)
+// instead of per gate (3 x 96 = 288 before: 28 % less traffic, 0.97 -> 0.52
+// us per product in a standalone test).
+template <typename F>
+constexpr int64_t kVec = 64 / sizeof(F);  // one 512-bit vector
+template <typename F>
+constexpr int64_t kCol = 8 * kVec<F>;
 inline int64_t round_up(int64_t n, int64_t m) { return (n + m - 1) / m * m; }
 
-template <int64_t kBlk, typename F>
-__attribute__((always_inline)) inline void mv_t_block(F* __restrict__ acc,
-                                                      const F* __restrict__ wt,
-                                                      const F* __restrict__ v, int64_t D,
-                                                      int64_t Dp, int64_t np) {
-  F ar[kBlk], az[kBlk], an[kBlk];
-  for (int64_t i = 0; i < kBlk; ++i) {
-    ar[i] = acc[i];
-    az[i] = acc[np + i];
-    an[i] = acc[2 * np + i];
-  }
-  for (int64_t k = 0; k < D; ++k) {
+template <int64_t C, typename F>
+__attribute__((always_inline)) inline void mv_block(F* __restrict__ acc, const F* __restrict__ w,
+                                                    const F* __restrict__ v, int64_t K) {
+  F a[C];
+  for (int64_t i = 0; i < C; ++i) a[i] = acc[i];
+  for (int64_t k = 0; k < K; ++k) {
     const F vk = v[k];
-    const F* w = wt + k * 3 * Dp;
-    for (int64_t i = 0; i < kBlk; ++i) {
-      ar[i] += w[i] * vk;
-      az[i] += w[Dp + i] * vk;
-      an[i] += w[2 * Dp + i] * vk;
-    }
+    const F* wk = w + k * C;
+    for (int64_t i = 0; i < C; ++i) a[i] += wk[i] * vk;
   }
-  for (int64_t i = 0; i < kBlk; ++i) {
-    acc[i] = ar[i];
-    acc[np + i] = az[i];
-    acc[2 * np + i] = an[i];
-  }
+  for (int64_t i = 0; i < C; ++i) acc[i] = a[i];
 }
 
-template <int64_t kBlk, typename F>
-__attribute__((always_inline)) inline void mv_rows_block(F* __restrict__ acc,
-                                                         const F* __restrict__ w,
-                                                         const F* __restrict__ g, int64_t rows,
-                                                         int64_t Dp) {
-  // Two accumulator sets (even and odd rows): one set is a chain of dependent
-  // FMAs whose latency, not throughput, bounds the loop.
-  F a[kBlk], b[kBlk];
-  for (int64_t i = 0; i < kBlk; ++i) {
-    a[i] = acc[i];
-    b[i] = F(0);
-  }
-  int64_t j = 0;
-  for (; j + 1 < rows; j += 2) {
-    const F g0 = g[j], g1 = g[j + 1];
-    const F* r0 = w + j * Dp;
-    const F* r1 = r0 + Dp;
-    for (int64_t i = 0; i < kBlk; ++i) {
-      a[i] += r0[i] * g0;
-      b[i] += r1[i] * g1;
-    }
-  }
-  if (j < rows) {
-    const F g0 = g[j];
-    const F* r0 = w + j * Dp;
-    for (int64_t i = 0; i < kBlk; ++i) a[i] += r0[i] * g0;
-  }
-  for (int64_t i = 0; i < kBlk; ++i) acc[i] = a[i] + b[i];
-}
-
-// matvec_t_slice: acc [3][np] += rows [j0, j0 + np) of each gate of W v, with
-//   wt the padded transposed weights [D][3][Dp]; j0, np multiples of kPad.
-// matvec_rows_slice: acc [np] += entries [k0, k0 + np) of W^T g, with w the
-//   padded weights [rows][Dp].
 // (Macro-generated per type: GCC's target_clones does not apply to templates.)
-#define S2V_DGRU_MATVECS(F)                                                                  \
-  S2V_CLONES void matvec_t_slice(F* acc, const F* wt, const F* v, int64_t D, int64_t Dp,    \
-                                 int64_t j0, int64_t np) {                                   \
+#define S2V_DGRU_MATVEC(F)                                                                   \
+  S2V_CLONES void matvec(F* acc, const F* w, const F* v, int64_t K, int64_t P) {            \
+    constexpr int64_t V = kVec<F>;                                                           \
     int64_t c = 0;                                                                           \
-    for (; c + 2 * kPad <= np; c += 2 * kPad)                                                \
-      mv_t_block<2 * kPad>(acc + c, wt + j0 + c, v, D, Dp, np);                              \
-    if (c < np) mv_t_block<kPad>(acc + c, wt + j0 + c, v, D, Dp, np);                        \
-  }                                                                                          \
-  S2V_CLONES void matvec_rows_slice(F* acc, const F* w, const F* g, int64_t rows,           \
-                                    int64_t Dp, int64_t k0, int64_t np) {                    \
-    int64_t c = 0;                                                                           \
-    for (; c + 2 * kPad <= np; c += 2 * kPad)                                                \
-      mv_rows_block<2 * kPad>(acc + c, w + k0 + c, g, rows, Dp);                             \
-    for (; c < np; c += kPad) mv_rows_block<kPad>(acc + c, w + k0 + c, g, rows, Dp);         \
+    for (; c + 8 * V <= P; c += 8 * V) mv_block<8 * V>(acc + c, w + c * K, v, K);            \
+    switch ((P - c) / V) {                                                                   \
+      case 1: mv_block<1 * V>(acc + c, w + c * K, v, K); break;                              \
+      case 2: mv_block<2 * V>(acc + c, w + c * K, v, K); break;                              \
+      case 3: mv_block<3 * V>(acc + c, w + c * K, v, K); break;                              \
+      case 4: mv_block<4 * V>(acc + c, w + c * K, v, K); break;                              \
+      case 5: mv_block<5 * V>(acc + c, w + c * K, v, K); break;                              \
+      case 6: mv_block<6 * V>(acc + c, w + c * K, v, K); break;                              \
+      case 7: mv_block<7 * V>(acc + c, w + c * K, v, K); break;                              \
+      default: break;                                                                        \
+    }                                                                                        \
   }
-S2V_DGRU_MATVECS(float)
-S2V_DGRU_MATVECS(double)
-#undef S2V_DGRU_MATVECS
+S2V_DGRU_MATVEC(float)
+S2V_DGRU_MATVEC(double)
+#undef S2V_DGRU_MATVEC
 
-// Zero-padded copies. pad_gates: [n][3][D] -> [n][3][Dp] (transposed weights,
-// n = L * D, and biases, n = L). pad_cols: [rows][D] -> [rows][Dp].
+// Writes row k (P entries) of a K x P matrix into matvec's column blocks.
 template <typename F>
-std::vector<F> pad_gates(const F* w, int64_t n, int64_t D, int64_t Dp) {
-  std::vector<F> out(n * 3 * Dp, F(0));
-  for (int64_t r = 0; r < n * 3; ++r)
-    for (int64_t j = 0; j < D; ++j) out[r * Dp + j] = w[r * D + j];
-  return out;
-}
-template <typename F>
-std::vector<F> pad_cols(const F* w, int64_t rows, int64_t D, int64_t Dp) {
-  std::vector<F> out(rows * Dp, F(0));
-  for (int64_t r = 0; r < rows; ++r)
-    for (int64_t k = 0; k < D; ++k) out[r * Dp + k] = w[r * D + k];
-  return out;
+void pack_row(F* out, int64_t K, int64_t P, int64_t k, const F* row) {
+  for (int64_t c = 0; c < P; c += kCol<F>) {
+    const int64_t width = std::min<int64_t>(kCol<F>, P - c);
+    std::copy_n(row + c, width, out + c * K + k * width);
+  }
 }
 
 // The per-unit loops of the cell, here (not in the templated scans) so that
@@ -219,32 +210,74 @@ std::vector<F> pad_cols(const F* w, int64_t rows, int64_t D, int64_t Dp) {
       dhp[j] += c.dh_prev;                                                                   \
       dres[j] = dr;                                                                          \
     }                                                                                        \
-  }                                                                                          \
-  inline void cells_backward(const F* gil, const F* ghl, const F* hp, const F* hc,          \
-                             const F* ul, const F* gnext, const F* carry, const F* dhc,     \
-                             F* dhp, F* dgil, F* dghl, F* gfull, F* dres, int64_t D,        \
-                             int64_t j0, int64_t j1, bool residual_layer) {                  \
-    const int64_t D3 = 3 * D;                                                                \
-    cells_backward_rows(gil + j0, gil + D + j0, gil + 2 * D + j0, ghl + j0, ghl + D + j0,    \
-                        ghl + 2 * D + j0, hp + j0, hc + j0, ul + j0, gnext + j0,            \
-                        carry + j0, dhc + j0, dhp + j0, dgil + j0, dgil + D + j0,           \
-                        dgil + 2 * D + j0, dghl + j0, dghl + D + j0, dghl + 2 * D + j0,     \
-                        gfull + j0, gfull + D + j0, gfull + 2 * D + j0, gfull + D3 + j0,    \
-                        gfull + D3 + D + j0, gfull + D3 + 2 * D + j0, dres + j0, j1 - j0,   \
-                        residual_layer);                                                     \
   }
 S2V_DGRU_CELLS(float)
 S2V_DGRU_CELLS(double)
 #undef S2V_DGRU_CELLS
 
-struct NoBarrier {
-  void operator()() const {}
-};
-struct OmpBarrier {
-  void operator()() const {
-#ifdef _OPENMP
-#pragma omp barrier
+// ---- Synchronisation of a team (B = 1 on 2 threads: one barrier per super-step).
+inline void cpu_relax() {
+#if defined(__x86_64__) || defined(__i386__)
+  __builtin_ia32_pause();
+#elif defined(__aarch64__)
+  asm volatile("yield");
 #endif
+}
+
+// Spin barrier (a generation counter). An OpenMP barrier costs about as much
+// as a super-step's work at D = 66 (measured 0.36-0.46 us per barrier on the
+// 2-core test machine, 0.27-0.31 us for this one; a super-step is ~2.5 us).
+// A wait longer than kSpins pauses (~50 us; a normal wait is a few us) means
+// the partner thread lost its core (another process competes for it): the
+// waiter then yields on every round and records the barrier's epoch in
+// `slow`, and the scans drop to one thread two super-steps later (see
+// solo_from), instead of losing a scheduler quantum at every super-step
+// (measured: 38 ms instead of 1.1 ms for a B = 1 forward while another
+// process kept one of the two cores busy).
+struct SpinBarrier {
+  static constexpr int kSpins = 2000;
+  static constexpr int64_t kNever = INT64_MAX;
+  alignas(64) std::atomic<int> arrived{0};
+  alignas(64) std::atomic<unsigned> generation{0};
+  alignas(64) std::atomic<int64_t> slow{kNever};  // first epoch with a long wait
+  int n = 1;
+  void wait(int64_t epoch) {
+    const unsigned gen = generation.load(std::memory_order_acquire);
+    if (arrived.fetch_add(1, std::memory_order_acq_rel) == n - 1) {
+      arrived.store(0, std::memory_order_relaxed);
+      generation.store(gen + 1, std::memory_order_release);
+      return;
+    }
+    int spins = 0;
+    while (generation.load(std::memory_order_acquire) == gen) {
+      if (spins < kSpins) {
+        ++spins;
+        cpu_relax();
+      } else {
+        if (spins++ == kSpins) {
+          int64_t never = kNever;
+          slow.compare_exchange_strong(never, epoch, std::memory_order_relaxed);
+        }
+        std::this_thread::yield();
+      }
+    }
+  }
+};
+
+struct NoBarrier {
+  void operator()(int64_t) const {}
+  // Whether the team goes on with one thread from super-step s on.
+  bool solo_from(int64_t) const { return false; }
+};
+struct TeamBarrier {
+  SpinBarrier* bar;
+  void operator()(int64_t epoch) const { bar->wait(epoch); }
+  // Every thread asks at the start of super-step s, after barrier s - 1: a
+  // long wait recorded at a barrier e <= s - 2 was stored before its thread
+  // reached barrier s - 1, so all threads see it and agree; the first epoch
+  // recorded never changes afterwards.
+  bool solo_from(int64_t s) const {
+    return s >= 2 && bar->slow.load(std::memory_order_relaxed) <= s - 2;
   }
 };
 
@@ -265,36 +298,116 @@ template <typename F>
 struct Shared {
   std::vector<F> ubuf;   // [2][L + 1][D]: u (forward) / du (backward) between layers, by parity
   std::vector<F> vec;    // [L][D]: residual gradient (backward)
-  std::vector<F> gbuf;   // [L][6D]: full gate-gradient vectors (backward)
   std::vector<F> carry;  // [D]: feedback gradient into y_{t-1} (backward)
   std::vector<F> zeros;  // [D]
-  int64_t L, D;
-  explicit Shared(const Dims& d)
-      : ubuf(2 * (d.L + 1) * d.D), vec(d.L * d.D), gbuf(d.L * 6 * d.D), carry(d.D), zeros(d.D), L(d.L),
-        D(d.D) {}
+  std::vector<F> part;   // [2][team][L][2][Kp]: per-thread partial W^T dg (backward), by parity
+  int64_t L, D, team, Kp;
+  SpinBarrier bar;
+  bool team_too_slow = false;  // set by thread 0 after the barrier probe
+  Shared(const Dims& d, int team_, int64_t Kp_)
+      : ubuf(2 * (d.L + 1) * d.D), vec(d.L * d.D), carry(d.D), zeros(d.D),
+        part(2 * team_ * d.L * 2 * Kp_), L(d.L), D(d.D), team(team_), Kp(Kp_) {}
+  Shared(const Shared&) = delete;
   F* u(int64_t parity, int l) { return ubuf.data() + ((parity & 1) * (L + 1) + l) * D; }
+  // Partial products of thread `tid` for layer l: [0, Kp) W_ih^T dgi, [Kp, 2Kp) W_hh^T dgh.
+  F* partial(int64_t parity, int tid, int l) {
+    return part.data() + (((parity & 1) * team + tid) * L + l) * 2 * Kp;
+  }
 };
 
-// Padded weights the scans read (built once per call, shared by all threads).
+// One thread's packed weights, for its units [j0, j0 + n) (all rows r, z, n of
+// those units). Forward: outputs are the thread's 3n gate rows (r block, z
+// block, n block, then zero padding to P), inputs the D entries of u or h.
+// Backward: W^T dg over the thread's 3n rows into all D entries (padded to Kp),
+// a partial sum that the owners of the entries reduce.
 template <typename F>
-struct Padded {
-  int64_t Dp;
-  std::vector<F> w_ih, w_hh;  // forward: [L][D][3][Dp] (transposed); backward: [L][3D][Dp]
-  std::vector<F> b_ih, b_hh;  // forward: [L][3][Dp]
+struct Packed {
+  int64_t j0 = 0, n = 0, P = 0, Kp = 0;
+  std::vector<F> wi, wh;  // forward: [L][D x P]; backward: [L][3n x Kp] (matvec blocks)
+  std::vector<F> bi, bh;  // forward: [L][P]
 };
 
-// Forward of batch element b over units [j0, j1) (j0 a multiple of kPad).
-template <typename S, typename F, typename Barrier>
-void forward_one(const Dims& d, int64_t b, int64_t j0, int64_t j1, Shared<F>& sh,
-                 const Padded<F>& pw, const F* gi0, const F* u0, S* hist, S* y,
+// Row of the full [3D] gate vector that packed row p < 3n stands for.
+inline int64_t gate_row(int64_t p, int64_t n, int64_t j0, int64_t D) {
+  return (p / n) * D + j0 + p % n;
+}
+
+template <typename F>
+void pack_forward(Packed<F>& pk, const Dims& d, int64_t j0, int64_t j1, const F* w_ih_t,
+                  const F* w_hh_t, const F* b_ih, const F* b_hh) {
+  const int64_t D = d.D, L = d.L, n = j1 - j0, D3 = 3 * D;
+  pk.j0 = j0;
+  pk.n = n;
+  pk.P = round_up(3 * n, kVec<F>);
+  const int64_t P = pk.P;
+  pk.wi.assign(L * D * P, F(0));
+  pk.wh.assign(L * D * P, F(0));
+  pk.bi.assign(L * P, F(0));
+  pk.bh.assign(L * P, F(0));
+  if (n == 0) return;
+  // Packed row k of layer l: the r, z, n entries of the own units, then zeros.
+  std::vector<F> row(P, F(0));
+  auto gather = [&](const F* src) {
+    for (int64_t g = 0; g < 3; ++g) std::copy_n(src + g * D + j0, n, row.data() + g * n);
+  };
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t k = 0; k < D; ++k) {
+      gather(w_ih_t + (l * D + k) * D3);
+      pack_row(pk.wi.data() + l * D * P, D, P, k, row.data());
+      gather(w_hh_t + (l * D + k) * D3);
+      pack_row(pk.wh.data() + l * D * P, D, P, k, row.data());
+    }
+    gather(b_ih + l * D3);
+    std::copy_n(row.data(), P, pk.bi.data() + l * P);
+    gather(b_hh + l * D3);
+    std::copy_n(row.data(), P, pk.bh.data() + l * P);
+  }
+}
+
+template <typename F>
+void pack_backward(Packed<F>& pk, const Dims& d, int64_t j0, int64_t j1, const F* w_ih,
+                   const F* w_hh) {
+  const int64_t D = d.D, L = d.L, n = j1 - j0, D3 = 3 * D;
+  pk.j0 = j0;
+  pk.n = n;
+  pk.Kp = round_up(D, kVec<F>);
+  const int64_t Kp = pk.Kp;
+  pk.wi.assign(L * 3 * n * Kp, F(0));
+  pk.wh.assign(L * 3 * n * Kp, F(0));
+  if (n == 0) return;
+  // Packed row r of layer l: weight row gate_row(r) (D entries), then zeros.
+  std::vector<F> row(Kp, F(0));
+  for (int64_t l = 0; l < L; ++l) {
+    for (int64_t r = 0; r < 3 * n; ++r) {
+      const int64_t src = (l * D3 + gate_row(r, n, j0, D)) * D;
+      std::copy_n(w_ih + src, D, row.data());
+      pack_row(pk.wi.data() + l * 3 * n * Kp, 3 * n, Kp, r, row.data());
+      std::copy_n(w_hh + src, D, row.data());
+      pack_row(pk.wh.data() + l * 3 * n * Kp, 3 * n, Kp, r, row.data());
+    }
+  }
+}
+
+// Forward of batch element b over the units of pk. Every super-step reads
+// whole vectors (u^l from the previous super-step, h^l_{t-span} from the
+// history) that other threads wrote before the last barrier, and writes only
+// its own units.
+// Returns whether the team dropped to one thread (solo_from): thread 0 then
+// finished the element alone with `full` (packed here for all units) and the
+// other threads returned early.
+template <typename S, typename F, typename Barrier, typename PackAll>
+bool forward_one(const Dims& d, int64_t b, int tid, const Packed<F>& pk, Packed<F>& full,
+                 PackAll pack_all, Shared<F>& sh, const F* gi0, const F* u0, S* hist, S* y,
                  Barrier barrier) {
-  const int64_t D = d.D, T = d.T, L = d.L, n = j1 - j0, D3 = 3 * D, Dp = pw.Dp;
-  const int64_t np = round_up(n, kPad);
+  const int64_t D = d.D, T = d.T, L = d.L, D3 = 3 * D;
+  const Packed<F>* cur = &pk;
+  int64_t j0 = pk.j0, n = pk.n, P = pk.P;
+  bool solo = false;
   const int64_t R = hist_rows(d);
   S* H = hist + b * R * D;
   S* Y = y + b * T * D;
-  std::vector<F> acc_i(3 * std::max<int64_t>(np, 1)), acc_h(3 * std::max<int64_t>(np, 1));
-  std::vector<F> vin(D), vy(D), vh(Dp, F(0));
+  std::vector<F> acc_i(std::max<int64_t>(P, 1)), acc_h(std::max<int64_t>(P, 1));
+  std::vector<F> vin(D), vy(D), vh(D);
   int64_t seg[kMaxLayers + 1], sp[kMaxLayers];
   for (int l = 0; l < L; ++l) {
     seg[l] = seg_offset(d, l);
@@ -302,19 +415,30 @@ void forward_one(const Dims& d, int64_t b, int64_t j0, int64_t j1, Shared<F>& sh
   }
   const int64_t steps = super_steps(d);
   for (int64_t s = 0; s < steps; ++s) {
+    if (!solo && barrier.solo_from(s)) {
+      solo = true;
+      if (tid != 0) return true;
+      pack_all(full);
+      cur = &full;
+      j0 = 0;
+      n = full.n;
+      P = full.P;
+      acc_i.resize(P);
+      acc_h.resize(P);
+    }
+    const Packed<F>& pc = *cur;
     for (int l = 0; l < L; ++l) {
       const int64_t t = step_of(d, s, l, false);
       if (t < 0 || n == 0) continue;
       const F* uin;  // u^l_t, full vector
-      const F* bi = pw.b_ih.data() + l * 3 * Dp;
-      for (int64_t g = 0; g < 3; ++g)
-        for (int64_t j = 0; j < np; ++j) acc_i[g * np + j] = bi[g * Dp + j0 + j];
+      const F* wil = pc.wi.data() + l * D * P;
+      std::copy_n(pc.bi.data() + l * P, P, acc_i.data());
       if (l == 0) {
         // Layer 0's input projection came from one GEMM over all steps (biases
         // included); feedback adds the recurrent part W_ih y_{t-1}.
         const F* g = gi0 + (b * T + t) * D3;
         for (int64_t gg = 0; gg < 3; ++gg)
-          for (int64_t j = 0; j < n; ++j) acc_i[gg * np + j] = g[gg * D + j0 + j];
+          for (int64_t j = 0; j < n; ++j) acc_i[gg * n + j] = g[gg * D + j0 + j];
         const F* x = u0 + (b * T + t) * D;
         if (d.feedback) {
           const S* prev = nullptr;
@@ -322,25 +446,23 @@ void forward_one(const Dims& d, int64_t b, int64_t j0, int64_t j1, Shared<F>& sh
           else if (d.has_state) prev = H + seg[L - 1] * D;
           for (int64_t k = 0; k < D; ++k) vy[k] = prev ? Io<S>::load(prev[k]) : F(0);
           for (int64_t k = 0; k < D; ++k) vin[k] = x[k] + vy[k];
-          if (prev) matvec_t_slice(acc_i.data(), pw.w_ih.data(), vy.data(), D, Dp, j0, np);
+          if (prev) matvec(acc_i.data(), wil, vy.data(), D, P);
           uin = vin.data();
         } else {
           uin = x;
         }
       } else {
         uin = sh.u((s - 1) & 1, l);
-        matvec_t_slice(acc_i.data(), pw.w_ih.data() + l * D * 3 * Dp, uin, D, Dp, j0, np);
+        matvec(acc_i.data(), wil, uin, D, P);
       }
       const S* hp = H + (seg[l] + t) * D;
       for (int64_t k = 0; k < D; ++k) vh[k] = Io<S>::load(hp[k]);
-      const F* bh = pw.b_hh.data() + l * 3 * Dp;
-      for (int64_t g = 0; g < 3; ++g)
-        for (int64_t j = 0; j < np; ++j) acc_h[g * np + j] = bh[g * Dp + j0 + j];
-      matvec_t_slice(acc_h.data(), pw.w_hh.data() + l * D * 3 * Dp, vh.data(), D, Dp, j0, np);
+      std::copy_n(pc.bh.data() + l * P, P, acc_h.data());
+      matvec(acc_h.data(), pc.wh.data() + l * D * P, vh.data(), D, P);
       S* hout = H + (seg[l] + sp[l] + t) * D;
       F* unext = sh.u(s & 1, l + 1);
       F* hn = acc_i.data();  // the input projection is consumed by then
-      gates_forward(acc_i.data(), acc_h.data(), vh.data() + j0, hn, np);
+      gates_forward(acc_i.data(), acc_h.data(), vh.data() + j0, hn, n);
       for (int64_t j = 0; j < n; ++j) {
         const S hs = Io<S>::store(hn[j]);
         hout[j0 + j] = hs;
@@ -355,34 +477,94 @@ void forward_one(const Dims& d, int64_t b, int64_t j0, int64_t j1, Shared<F>& sh
         }
       }
     }
-    barrier();
+    if (!solo) barrier(s);
   }
+  return solo;
 }
 
-template <typename F, typename Barrier>
-void backward_one(const Dims& d, int64_t b, int64_t k0, int64_t k1, Shared<F>& sh,
-                  const Padded<F>& pw, const F* gi, const F* gh, const F* u, const F* hist,
-                  const F* dy, F* dhist, F* dgi, F* dgh, F* du0, Barrier barrier) {
-  const int64_t D = d.D, T = d.T, L = d.L, B = d.B, n = k1 - k0, D3 = 3 * D;
+// Backward of batch element b. Super-step q: (A) each thread the elementwise
+// gradients of its units (gate gradients of its 3n rows); (B) its partial
+// products W^T dg over those rows into all D entries; barrier; then (at the
+// start of q + 1) each thread sums the partials of its own units: one barrier
+// per super-step, and the transposed products read the same rows (and bytes)
+// as the forward's.
+// Returns whether the team dropped to one thread, as forward_one.
+template <typename F, typename Barrier, typename PackAll>
+bool backward_one(const Dims& d, int64_t b, int tid, int nth, const Packed<F>& pk,
+                  Packed<F>& full, PackAll pack_all, Shared<F>& sh, const F* gi, const F* gh,
+                  const F* u, const F* hist, const F* dy, F* dhist, F* dgi, F* dgh, F* du0,
+                  Barrier barrier) {
+  const int64_t D = d.D, T = d.T, L = d.L, B = d.B, D3 = 3 * D, Kp = pk.Kp;
+  const Packed<F>* cur = &pk;
+  int64_t j0 = pk.j0, n = pk.n, j1 = j0 + n;
+  bool solo = false;
   const int64_t R = hist_rows(d);
   const F* H = hist + b * R * D;
   F* dH = dhist + b * R * D;
-  const int64_t Dp = pw.Dp, np = round_up(n, kPad);
-  std::vector<F> acc(std::max<int64_t>(np, 1));
+  std::vector<F> gown(std::max<int64_t>(L * 6 * n, 1));  // [L][dgi rows, dgh rows] of own units
+  std::vector<F> acc(std::max<int64_t>(n, 1));
   int64_t seg[kMaxLayers + 1], sp[kMaxLayers];
   for (int l = 0; l < L; ++l) {
     seg[l] = seg_offset(d, l);
     sp[l] = span(d, l);
   }
   // Feedback: gradient reaching y_{t-1} through u^0_t (written by layer 0 at t,
-  // read by layer L-1 at t-1 in the next super-step).
+  // read by layer L-1 at t-1 in the next super-step; own units only).
   F* carry = sh.carry.data();
   if (d.feedback)
-    for (int64_t k = k0; k < k1; ++k) carry[k] = F(0);
-  barrier();
+    for (int64_t k = j0; k < j1; ++k) carry[k] = F(0);
+  // Sums the partial products of super-step q for the own units and routes them.
+  auto reduce = [&](int64_t q) {
+    for (int l = 0; l < L; ++l) {
+      const int64_t t = step_of(d, q, l, true);
+      if (t < 0 || n == 0) continue;
+      F* dhp = dH + (seg[l] + t) * D;
+      const F* dres = sh.vec.data() + l * D;
+      for (int64_t k = j0; k < j1; ++k) {
+        F si = dres[k], sh_ = F(0);
+        for (int th = 0; th < nth; ++th) {
+          const F* p = sh.partial(q, th, l);
+          si += p[k];
+          sh_ += p[Kp + k];
+        }
+        dhp[k] += sh_;
+        acc[k - j0] = si;
+      }
+      if (l == 0) {
+        F* out = du0 + (b * T + t) * D;
+        for (int64_t k = 0; k < n; ++k) out[j0 + k] = acc[k];
+        if (d.feedback) {
+          if (t > 0) {
+            for (int64_t k = 0; k < n; ++k) carry[j0 + k] = acc[k];
+          } else if (d.has_state) {
+            F* first = dH + seg[L - 1] * D;
+            for (int64_t k = 0; k < n; ++k) first[j0 + k] += acc[k];
+          }
+        }
+      } else {
+        F* out = sh.u(q & 1, l);
+        for (int64_t k = 0; k < n; ++k) out[j0 + k] = acc[k];
+      }
+    }
+  };
   const int64_t steps = super_steps(d);
   for (int64_t q = 0; q < steps; ++q) {
-    // Phase A: elementwise gradients of every active (layer, unit).
+    if (!solo && barrier.solo_from(q)) {
+      solo = true;
+      if (tid != 0) return true;
+      pack_all(full);
+      cur = &full;
+      j0 = 0;
+      n = full.n;
+      j1 = n;
+      gown.resize(L * 6 * n);
+      acc.resize(n);
+      // reduce(q - 1) below still sums the partials of all nth threads.
+    }
+    if (q > 0) reduce(q - 1);
+    if (solo) nth = 1;
+    const Packed<F>& pc = *cur;
+    // Phase A: elementwise gradients of every active (layer, own unit).
     for (int l = 0; l < L; ++l) {
       const int64_t t = step_of(d, q, l, true);
       if (t < 0 || n == 0) continue;
@@ -398,43 +580,30 @@ void backward_one(const Dims& d, int64_t b, int64_t k0, int64_t k1, Shared<F>& s
       const F* dhc = dH + (seg[l] + sp[l] + t) * D;
       const F* gnext = (l == L - 1) ? dy + (b * T + t) * D : sh.u((q - 1) & 1, l + 1);
       F* dres = sh.vec.data() + l * D;
-      F* gfull = sh.gbuf.data() + l * 6 * D;
+      F* go = gown.data() + l * 6 * n;
       // Never null: a conditional load would keep the loop from vectorising.
       const F* carry_in = (l == L - 1 && d.feedback) ? sh.carry.data() : sh.zeros.data();
-      cells_backward(gil, ghl, hp, hc, ul, gnext, carry_in, dhc, dhp, dgil, dghl, gfull, dres, D,
-                     k0, k1, L > 1);
+      cells_backward_rows(gil + j0, gil + D + j0, gil + 2 * D + j0, ghl + j0, ghl + D + j0,
+                          ghl + 2 * D + j0, hp + j0, hc + j0, ul + j0, gnext + j0,
+                          carry_in + j0, dhc + j0, dhp + j0, dgil + j0, dgil + D + j0,
+                          dgil + 2 * D + j0, dghl + j0, dghl + D + j0, dghl + 2 * D + j0, go,
+                          go + n, go + 2 * n, go + 3 * n, go + 4 * n, go + 5 * n, dres + j0, n,
+                          L > 1);
     }
-    barrier();
-    // Phase B: transposed products W^T dg, which need every unit's dg.
+    // Phase B: partial transposed products over the own rows.
     for (int l = 0; l < L; ++l) {
       const int64_t t = step_of(d, q, l, true);
       if (t < 0 || n == 0) continue;
-      const F* gfull = sh.gbuf.data() + l * 6 * D;
-      F* dhp = dH + (seg[l] + t) * D;
-      std::fill(acc.begin(), acc.end(), F(0));
-      matvec_rows_slice(acc.data(), pw.w_hh.data() + l * D3 * Dp, gfull + D3, D3, Dp, k0, np);
-      for (int64_t k = 0; k < n; ++k) dhp[k0 + k] += acc[k];
-      const F* dres = sh.vec.data() + l * D;
-      for (int64_t k = 0; k < n; ++k) acc[k] = dres[k0 + k];
-      matvec_rows_slice(acc.data(), pw.w_ih.data() + l * D3 * Dp, gfull, D3, Dp, k0, np);
-      if (l == 0) {
-        F* out = du0 + (b * T + t) * D;
-        for (int64_t k = 0; k < n; ++k) out[k0 + k] = acc[k];
-        if (d.feedback) {
-          if (t > 0) {
-            for (int64_t k = 0; k < n; ++k) carry[k0 + k] = acc[k];
-          } else if (d.has_state) {
-            F* first = dH + seg[L - 1] * D;
-            for (int64_t k = 0; k < n; ++k) first[k0 + k] += acc[k];
-          }
-        }
-      } else {
-        F* out = sh.u(q & 1, l);
-        for (int64_t k = 0; k < n; ++k) out[k0 + k] = acc[k];
-      }
+      const F* go = gown.data() + l * 6 * n;
+      F* p = sh.partial(q, tid, l);
+      std::fill(p, p + 2 * Kp, F(0));
+      matvec(p, pc.wi.data() + l * 3 * n * Kp, go, 3 * n, Kp);
+      matvec(p + Kp, pc.wh.data() + l * 3 * n * Kp, go + 3 * n, 3 * n, Kp);
     }
-    barrier();
+    if (!solo) barrier(q);
   }
+  reduce(steps - 1);
+  return solo;
 }
 
 int max_threads() {
@@ -445,46 +614,102 @@ int max_threads() {
 #endif
 }
 
-constexpr int64_t kMinUnitsPerThread = 64;
+// A team splits the units of one batch element when there are fewer batch
+// elements than threads and each thread gets at least this many units.
+// Chosen, not tuned: measured only at D = 66 (33 units per thread, see the top
+// of the file); below ~16 units a super-step is too short to pay for a barrier.
+constexpr int64_t kMinUnitsPerThread = 16;
+// A team whose barrier round trip is slower than this runs on one thread
+// (probed with kProbeBarriers round trips at the start of every call, ~5 us).
+constexpr double kSlowBarrierNs = 60.0;
+constexpr int kProbeBarriers = 16;
 
-// Runs body(b, j0, j1, shared, barrier) for every batch element: one thread per
-// element when there are enough elements, else a team splitting the units,
-// sharing one Shared made before the team starts.
-template <typename F, typename Body>
-void run_parallel(const Dims& d, Body body) {
+// S2V_DGRU_TEAM=1: always a team where the split applies (no probe); 0: never
+// (one thread per batch element); unset or anything else: decided by the probe.
+// For the tests (both paths run whatever the machine's placement) and for
+// users who know their machine.
+inline int team_override() {
+  const char* v = std::getenv("S2V_DGRU_TEAM");
+  if (v == nullptr || (v[0] != '0' && v[0] != '1') || v[1] != '\0') return -1;
+  return v[0] - '0';
+}
+
+// Runs body(b, tid, nth, packed, full, shared, barrier) for every batch
+// element: one thread per element (all units, one packing shared by all
+// threads) when there are enough elements, else a team splitting the units,
+// each thread packing the weights of its own units once for all elements
+// (`full` is where thread 0 packs all units if the team drops to one thread).
+template <typename F, typename Pack, typename Body>
+void run_parallel(const Dims& d, Pack pack, Body body) {
   const int nt = max_threads();
-  // A team only pays when each thread owns enough units: at D = 66 one thread
-  // runs a super-step in ~2 us, about what an OpenMP barrier costs on a busy
-  // 2-core machine (measured: the team was 1.1x faster when the machine was
-  // idle and 20x slower while other processes competed for the cores).
-  const int64_t team_max = std::max<int64_t>(1, d.D / kMinUnitsPerThread);
+  const int override_team = team_override();
+  const int64_t team_max =
+      override_team == 0 ? 1 : std::max<int64_t>(1, d.D / kMinUnitsPerThread);
+  const int64_t Kp = round_up(d.D, kVec<F>);
   if (d.B >= nt || nt == 1 || team_max == 1) {
+    Packed<F> pk;
+    pack(pk, int64_t{0}, d.D);
 #ifdef _OPENMP
 #pragma omp parallel for schedule(dynamic, 1) num_threads(static_cast<int>(std::min<int64_t>(nt, d.B)))
 #endif
     for (int64_t b = 0; b < d.B; ++b) {
-      Shared<F> sh(d);
-      body(b, int64_t{0}, d.D, sh, NoBarrier{});
+      Shared<F> sh(d, 1, Kp);
+      Packed<F> unused;
+      body(b, 0, 1, pk, unused, sh, NoBarrier{});
     }
     return;
   }
   const int team = static_cast<int>(std::min<int64_t>(nt, team_max));
-  for (int64_t b = 0; b < d.B; ++b) {
-    Shared<F> sh(d);
+  Shared<F> sh(d, team, Kp);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(team)
 #endif
-    {
+  {
 #ifdef _OPENMP
-      const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
+    const int tid = omp_get_thread_num(), nth = omp_get_num_threads();
 #else
-      const int tid = 0, nth = 1;
+    const int tid = 0, nth = 1;
 #endif
-      // Slices start at multiples of kPad so that the padded products line up.
-      const int64_t per = round_up((d.D + nth - 1) / nth, kPad);
-      const int64_t j0 = std::min<int64_t>(d.D, tid * per);
-      const int64_t j1 = std::min<int64_t>(d.D, j0 + per);
-      body(b, j0, j1, sh, OmpBarrier{});
+    if (tid == 0) sh.bar.n = nth;
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    // Probe the barrier first: its cost depends on where the two threads run
+    // (measured 35-50 ns per round trip when the hypervisor puts the vCPUs on
+    // cores that share a cache, 70-100 and 250-350 ns in other placements; the
+    // placement changes over minutes). Interleaved in one process at D = 66,
+    // L = 3, T = 256, B = 1: with ~90 ns and ~300 ns round trips the team was
+    // slower than one thread (fwd+bwd 5.2 vs 4.5 ms at ~300 ns), at 35-50 ns
+    // much faster (3.0 ms), so a probe above 60 ns runs the call on thread 0.
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; override_team != 1 && i < kProbeBarriers; ++i) sh.bar.wait(-2);
+    if (tid == 0 && override_team != 1) {
+      const double ns = std::chrono::duration<double, std::nano>(
+                            std::chrono::steady_clock::now() - start).count() / kProbeBarriers;
+      sh.team_too_slow = nth > 1 && ns > kSlowBarrierNs;
+    }
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+    if (sh.team_too_slow) {
+      if (tid == 0) {
+        Packed<F> full;
+        pack(full, 0, d.D);
+        for (int64_t b = 0; b < d.B; ++b) body(b, 0, 1, full, full, sh, NoBarrier{});
+      }
+    } else {
+      const int64_t j0 = d.D * tid / nth, j1 = d.D * (tid + 1) / nth;
+      Packed<F> pk, full;
+      pack(pk, j0, j1);
+      bool solo = false;
+      for (int64_t b = 0; b < d.B; ++b) {
+        if (!solo) {
+          solo = body(b, tid, nth, pk, full, sh, TeamBarrier{&sh.bar});
+          if (!solo) sh.bar.wait(-1);  // the next element reuses the shared buffers
+        } else if (tid == 0) {
+          body(b, 0, 1, full, full, sh, NoBarrier{});
+        }
+      }
     }
   }
 }
@@ -492,27 +717,31 @@ void run_parallel(const Dims& d, Body body) {
 template <typename S, typename F>
 void forward_impl(const Dims& d, const F* gi0, const F* u0, const F* w_ih_t, const F* w_hh_t,
                   const F* b_ih, const F* b_hh, S* hist, S* y) {
-  Padded<F> pw;
-  pw.Dp = round_up(d.D, kPad);
-  pw.w_ih = pad_gates(w_ih_t, d.L * d.D, d.D, pw.Dp);
-  pw.w_hh = pad_gates(w_hh_t, d.L * d.D, d.D, pw.Dp);
-  pw.b_ih = pad_gates(b_ih, d.L, d.D, pw.Dp);
-  pw.b_hh = pad_gates(b_hh, d.L, d.D, pw.Dp);
-  run_parallel<F>(d, [&](int64_t b, int64_t j0, int64_t j1, Shared<F>& sh, auto barrier) {
-    forward_one<S, F>(d, b, j0, j1, sh, pw, gi0, u0, hist, y, barrier);
-  });
+  auto pack = [&](Packed<F>& pk, int64_t j0, int64_t j1) {
+    pack_forward(pk, d, j0, j1, w_ih_t, w_hh_t, b_ih, b_hh);
+  };
+  run_parallel<F>(d, pack,
+                  [&](int64_t b, int tid, int, const Packed<F>& pk, Packed<F>& full,
+                      Shared<F>& sh, auto barrier) {
+                    return forward_one<S, F>(
+                        d, b, tid, pk, full, [&](Packed<F>& p) { pack(p, 0, d.D); }, sh, gi0,
+                        u0, hist, y, barrier);
+                  });
 }
 
 template <typename F>
 void backward_impl(const Dims& d, const F* gi, const F* gh, const F* u, const F* hist,
                    const F* w_ih, const F* w_hh, const F* dy, F* dhist, F* dgi, F* dgh, F* du0) {
-  Padded<F> pw;
-  pw.Dp = round_up(d.D, kPad);
-  pw.w_ih = pad_cols(w_ih, d.L * 3 * d.D, d.D, pw.Dp);
-  pw.w_hh = pad_cols(w_hh, d.L * 3 * d.D, d.D, pw.Dp);
-  run_parallel<F>(d, [&](int64_t b, int64_t k0, int64_t k1, Shared<F>& sh, auto barrier) {
-    backward_one<F>(d, b, k0, k1, sh, pw, gi, gh, u, hist, dy, dhist, dgi, dgh, du0, barrier);
-  });
+  auto pack = [&](Packed<F>& pk, int64_t j0, int64_t j1) {
+    pack_backward(pk, d, j0, j1, w_ih, w_hh);
+  };
+  run_parallel<F>(d, pack,
+                  [&](int64_t b, int tid, int nth, const Packed<F>& pk, Packed<F>& full,
+                      Shared<F>& sh, auto barrier) {
+                    return backward_one<F>(
+                        d, b, tid, nth, pk, full, [&](Packed<F>& p) { pack(p, 0, d.D); }, sh,
+                        gi, gh, u, hist, dy, dhist, dgi, dgh, du0, barrier);
+                  });
 }
 
 }  // namespace

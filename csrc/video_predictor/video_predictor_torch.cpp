@@ -280,7 +280,7 @@ at::Tensor cell_forward(const at::Tensor& x, const at::Tensor& h0, const at::Ten
   const at::ScalarType ct = compute_type(x);
   const at::Tensor xc = widen(x, ct), h0c = widen(h0, ct), wc = widen(weight, ct),
                    bc = widen(bias, ct);
-  at::Tensor h_seq = s2v_empty({p.B, p.T, p.Ch, p.H, p.W}, xc.options());
+  at::Tensor h_seq = pooled_empty({p.B, p.T, p.Ch, p.H, p.W}, xc.options());
   AT_DISPATCH_FLOATING_TYPES(ct, "dirconv_gru_forward", [&] {
     Weights<scalar_t> w;
     w.w[0] = wc.data_ptr<scalar_t>();

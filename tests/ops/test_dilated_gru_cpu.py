@@ -101,7 +101,7 @@ CASES = [
     (3, 7, 66, 4, 2, False, True),
     (1, 7, 66, 1, 3, True, False),
     (1, 40, 66, 3, 2, True, True),
-    (1, 7, 130, 2, 2, False, True),  # B = 1, D >= 128: a team of threads splits the units
+    (1, 7, 130, 2, 2, False, True),  # B = 1: a team of threads may split the units
     (1, 1, 130, 3, 3, True, True),
     (3, 300, 130, 1, 2, False, True),
 ]
@@ -115,6 +115,21 @@ def case_id(c):
 @pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_cpu_fp32_matches_eager(case):
     compare("cpu", *case, dtype=torch.float32, tol=FP32_TOL, ref_dtype=torch.float64)
+
+
+@pytest.mark.parametrize("team", ["1", "0"], ids=["team", "one-thread"])
+@pytest.mark.parametrize("case", [CASES[4], CASES[7], CASES[8], CASES[9]], ids=case_id)
+def test_cpu_b1_team_and_single_thread_paths(case, team, monkeypatch):
+    """At B = 1 the kernel splits the units over a team of threads when its barrier
+    is fast on this machine (probed per call) and runs on one thread otherwise;
+    S2V_DGRU_TEAM forces either path, so both are tested whatever the placement."""
+    monkeypatch.setenv("S2V_DGRU_TEAM", team)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    try:
+        compare("cpu", *case, dtype=torch.float32, tol=FP32_TOL, ref_dtype=torch.float64)
+    finally:
+        torch.set_num_threads(threads)
 
 
 @pytest.mark.parametrize("case", [CASES[2], CASES[5], CASES[7]], ids=case_id)
