@@ -46,11 +46,11 @@ from profiling.common import (
     RESULTS_DIR,
     ROOT,
     round_times,
-    run_child,
+    time_backends,
     run_tests,
     write_results,
 )
-from profiling.timing import MIN_REPS, QUICK_REPS, cuda_graph, sync, time_ms
+from profiling.timing import cuda_graph, resolve_reps, sync, time_ms
 from s2v.nn import DilatedResidualGRU
 
 # s2v.ops re-exports the op function under the module's name, hence import_module.
@@ -193,36 +193,17 @@ IN_CHILD = ("compile", "compile_cell")
 
 def row_for(case: dict, impls, args, peaks, sweep=None) -> dict:
     T, B, pas, device = case["T"], case["B"], case["pass"], case["device"]
-    times, gflops, mem, notes, reps = {}, {}, {}, {}, {}
-    for impl in impls:
-        if impl in IN_CHILD:
-            if args.no_compile:
-                times[impl], notes[impl] = None, "skipped (--no-compile)"
-                continue
-            if impl == "compile" and (T > args.compile_max_t or args.quick):
-                times[impl], notes[impl] = None, "skipped: " + (
-                    "--quick (compiling the unrolled T x L loop at T = 256 took 9.5 min "
-                    "for the forward alone on a 2-core CPU)" if args.quick else
-                    f"T > {args.compile_max_t} (compilation unrolls T x L cells)")
-                continue
-            res, why = run_child("bench_dilated_gru", dict(case, impl=impl, reps=args.reps,
-                                                           threads=args.threads),
-                                 args.compile_timeout)
-            if res is None:
-                times[impl], notes[impl] = None, f"torch.compile (inductor, default mode): {why}"
-                continue
-        else:
-            try:
-                res = time_case(impl, case, args.reps)
-            except Exception as exc:
-                if impl in ("cpu", "cuda"):
-                    raise
-                times[impl], notes[impl] = None, f"failed: {str(exc).splitlines()[0][:200]}"
-                continue
-        times[impl], reps[impl] = res["median"], res["reps"]
-        gflops[impl] = round(flops(T, B, pas) / res["median"] / 1e6, 4)
-        if "peak_mb" in res:
-            mem[impl] = round(res["peak_mb"], 1)
+
+    def skip(impl):
+        if impl == "compile" and (T > args.compile_max_t or args.quick):
+            return "skipped: " + (
+                "--quick (compiling the unrolled T x L loop at T = 256 took 9.5 min "
+                "for the forward alone on a 2-core CPU)" if args.quick else
+                f"T > {args.compile_max_t} (compilation unrolls T x L cells)")
+        return None
+
+    times, reps, gflops, mem, notes = time_backends(
+        impls, case, args, "bench_dilated_gru", time_case, flops(T, B, pas), IN_CHILD, skip)
     on_gpu = device.startswith("cuda")
     # Forward: T + L dependent steps; backward walks the chain again in reverse.
     chain = (T + L) * (1 if pas == "fwd" else 2)
@@ -262,10 +243,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return child(args.child)
-    least = QUICK_REPS if args.quick else MIN_REPS
-    args.reps = args.reps or least
-    if args.reps < least:
-        ap.error(f"--reps: at least {least}")
+    args.reps = resolve_reps(ap, args.reps, args.quick)
 
     torch.set_num_threads(args.threads)
     torch.backends.cuda.matmul.allow_tf32 = False

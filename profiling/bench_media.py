@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from profiling.common import RESULTS_DIR, run_tests, write_results
-from profiling.timing import MIN_REPS, QUICK_REPS, time_ms
+from profiling.timing import resolve_reps, time_ms
 
 SOURCE_FPS = 30
 
@@ -92,7 +92,7 @@ def main(argv=None) -> int:
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--out", default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    args.reps = args.reps or (QUICK_REPS if args.quick else MIN_REPS)
+    args.reps = resolve_reps(parser, args.reps, args.quick)
     torch.set_num_threads(2)
     try:
         import av  # noqa: F401

@@ -23,7 +23,7 @@ import torch
 
 from profiling import peaks as peaks_mod
 from profiling.common import RESULTS_DIR, round_times, run_tests, write_results
-from profiling.timing import MIN_REPS, QUICK_REPS, time_ms
+from profiling.timing import resolve_reps, time_ms
 
 TESTS = ["tests/test_product.py", "tests/models", "tests/nn"]
 
@@ -118,10 +118,7 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--out", default=RESULTS_DIR)
     args = parser.parse_args(argv)
-    least = QUICK_REPS if args.quick else MIN_REPS
-    reps = args.reps or least
-    if reps < least:
-        parser.error(f"--reps: at least {least}")
+    reps = resolve_reps(parser, args.reps, args.quick)
     on_gpu = args.device.startswith("cuda")
     sizes = args.sizes or ([64] if args.quick or not on_gpu else [64, 128])
     torch.set_num_threads(args.threads)

@@ -39,11 +39,11 @@ from profiling import peaks as peaks_mod
 from profiling.common import (
     RESULTS_DIR,
     round_times,
-    run_child,
+    time_backends,
     run_tests,
     write_results,
 )
-from profiling.timing import MIN_REPS, QUICK_REPS, cuda_graph, sync, time_ms
+from profiling.timing import cuda_graph, resolve_reps, sync, time_ms
 from s2v.nn import VideoPredictor
 from s2v.ops.video_predictor import video_predictor_backends
 
@@ -127,30 +127,8 @@ def child(case_json: str) -> int:
 
 def row_for(case: dict, impls, args, peaks, on_gpu, sweep=None) -> dict:
     S, B, T_, pas, dt = case["S"], case["B"], case["T"], case["pass"], case["dtype"]
-    times, gflops, mem, notes, reps = {}, {}, {}, {}, {}
-    for impl in impls:
-        if impl == "compile":
-            if args.no_compile:
-                times[impl], notes[impl] = None, "skipped (--no-compile)"
-                continue
-            res, why = run_child("bench_video_predictor", dict(case, impl=impl, reps=args.reps,
-                                                               threads=args.threads),
-                                 args.compile_timeout)
-            if res is None:
-                times[impl], notes[impl] = None, f"torch.compile (inductor, default mode): {why}"
-                continue
-        else:
-            try:
-                res = time_case(impl, case, args.reps)
-            except Exception as exc:
-                if impl in ("cpu", "triton"):
-                    raise
-                times[impl], notes[impl] = None, f"failed: {str(exc).splitlines()[0][:200]}"
-                continue
-        times[impl], reps[impl] = res["median"], res["reps"]
-        gflops[impl] = round(flops(S, B, T_, pas) / res["median"] / 1e6, 2)
-        if "peak_mb" in res:
-            mem[impl] = round(res["peak_mb"], 1)
+    times, reps, gflops, mem, notes = time_backends(
+        impls, case, args, "bench_video_predictor", time_case, flops(S, B, T_, pas))
     elt = 2 if dt == "bf16" else 4
     row = {"name": f"vp_dir_k{K}_c{C}_s{S}_t{T_}_b{B}", "pass": pas, "dtype": dt,
            "shape": {"B": B, "T": T_, "C": C, "H": S, "W": S, "k": K},
@@ -210,9 +188,7 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if args.child:
         return child(args.child)
-    args.reps = args.reps or (QUICK_REPS if args.quick else MIN_REPS)
-    if args.reps < (QUICK_REPS if args.quick else MIN_REPS):
-        ap.error(f"--reps: at least {QUICK_REPS if args.quick else MIN_REPS}")
+    args.reps = resolve_reps(ap, args.reps, args.quick)
 
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False

@@ -123,3 +123,45 @@ def run_child(module: str, case: dict, timeout: float):
 
 def round_times(d: dict, digits: int = 4) -> dict:
     return {k: (None if v is None else round(v, digits)) for k, v in d.items()}
+
+
+FUSED_BACKENDS = ("cpu", "triton", "cuda")
+
+
+def time_backends(impls, case: dict, args, module: str, time_case, flops: float,
+                  in_child=("compile",), skip=None):
+    """Time every backend of ``impls`` on one benchmark ``case``.
+
+    ``time_case(impl, case, reps)`` times in this process; the backends in
+    ``in_child`` (torch.compile baselines) run in a child process of ``module``
+    with ``args.compile_timeout``; ``skip(impl)`` may return why a backend is not
+    run. A baseline that fails becomes a note; a fused backend that fails raises.
+    Returns ``(times, reps, gflops, peak_mem_mb, notes)``, dicts keyed by backend.
+    """
+    times, reps, gflops, mem, notes = {}, {}, {}, {}, {}
+    for impl in impls:
+        why = skip(impl) if skip else None
+        if why is None and impl in in_child and args.no_compile:
+            why = "skipped (--no-compile)"
+        if why:
+            times[impl], notes[impl] = None, why
+            continue
+        if impl in in_child:
+            res, why = run_child(module, dict(case, impl=impl, reps=args.reps,
+                                              threads=args.threads), args.compile_timeout)
+            if res is None:
+                times[impl], notes[impl] = None, f"torch.compile (inductor, default mode): {why}"
+                continue
+        else:
+            try:
+                res = time_case(impl, case, args.reps)
+            except Exception as exc:  # noqa: BLE001 - a baseline that cannot run is a note
+                if impl in FUSED_BACKENDS:
+                    raise
+                times[impl], notes[impl] = None, f"failed: {str(exc).splitlines()[0][:200]}"
+                continue
+        times[impl], reps[impl] = res["median"], res["reps"]
+        gflops[impl] = round(flops / res["median"] / 1e6, 4)
+        if "peak_mb" in res:
+            mem[impl] = round(res["peak_mb"], 1)
+    return times, reps, gflops, mem, notes
