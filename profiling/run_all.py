@@ -47,6 +47,10 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2,
                         help="CPU threads for every benchmark (fixed and reported)")
     parser.add_argument("--no-plots", action="store_true")
+    parser.add_argument("--no-compile", action="store_true",
+                        help="skip the torch.compile baselines (minutes of compilation each)")
+    parser.add_argument("--compile-timeout", type=float, default=None,
+                        help="seconds each torch.compile baseline may take (compile + timing)")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = "cuda" if torch.cuda.is_available() else "cpu"
@@ -67,6 +71,10 @@ def main(argv=None) -> int:
                 cmd.append("--quick")
             if _accepts(module, "--threads"):
                 cmd += ["--threads", str(args.threads)]
+            if args.no_compile and _accepts(module, "--no-compile"):
+                cmd.append("--no-compile")
+            if args.compile_timeout is not None and _accepts(module, "--compile-timeout"):
+                cmd += ["--compile-timeout", str(args.compile_timeout)]
             print(f"== {module}", flush=True)
             proc = subprocess.run(cmd, cwd=ROOT)
             merged["runs"][module] = "ok" if proc.returncode == 0 else f"exit {proc.returncode}"
@@ -87,8 +95,11 @@ def main(argv=None) -> int:
                 for key in merged["tests"]:
                     merged["tests"][key] += int(doc.get("tests", {}).get(key, 0))
     os.makedirs(args.out, exist_ok=True)
+    # A partial run (--only) is named after its modules, so that the parts of a
+    # run split over several commands do not overwrite one another.
+    part = ("-" + "+".join(m.replace("bench_", "") for m in args.only)) if args.only else ""
     path = os.path.join(args.out, f"{dt.date.today().isoformat()}-"
-                                  f"{device_slug(merged['device'])}.json")
+                                  f"{device_slug(merged['device'])}{part}.json")
     with open(path, "w") as f:
         json.dump(merged, f, indent=2)
     print(f"wrote {path}")
