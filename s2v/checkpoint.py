@@ -9,6 +9,7 @@ Python RNG states) and ``format`` (an integer version).
 """
 from __future__ import annotations
 
+import errno
 import os
 import tempfile
 
@@ -30,7 +31,12 @@ def save_atomic(obj: dict, path: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
+            try:
+                torch.save(obj, f)
+            except RuntimeError as exc:
+                # torch's zip writer reports a failed write (a full disk, a quota) as
+                # a RuntimeError about stream positions; say what happened instead.
+                raise _write_error(path, folder, exc) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -38,6 +44,21 @@ def save_atomic(obj: dict, path: str) -> None:
         if os.path.exists(tmp):
             os.remove(tmp)
         raise
+
+
+def _write_error(path: str, folder: str, exc: RuntimeError) -> OSError:
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except OSError:
+        free = None
+    if free is not None and free < 64 * 2 ** 20:
+        return OSError(errno.ENOSPC, f"{path}: could not write the checkpoint: no space left "
+                                     f"on the device ({free / 2 ** 20:.1f} MB free); any "
+                                     f"earlier checkpoint is untouched")
+    return OSError(errno.EIO, f"{path}: could not write the checkpoint "
+                              f"({str(exc).splitlines()[0][:120]}); any earlier checkpoint "
+                              f"is untouched")
 
 
 def resolve(path) -> str:
