@@ -285,7 +285,9 @@ std::vector<at::Tensor> backward(const at::Tensor& dy_in, const at::Tensor& dnew
   const at::Tensor dstate = at::cat(parts, 1);
   at::Tensor dx, dfb_w, dfb_b;
   if (d.feedback) {
-    const at::Tensor dpre = du0 * at::where(pre > 0, 1.0, 0.2);
+    // lrelu' applied in du0's dtype: at::where with two scalars makes a float32
+    // tensor, which rounded the slope 0.2 and cost float64 gradients 8 digits.
+    const at::Tensor dpre = at::where(pre > 0, du0, du0 * 0.2);
     const at::Tensor dpre_flat = dpre.view({B * T, D});
     dx = at::mm(dpre_flat, fb_w->to(ct)).view({B, T, D});
     dfb_w = at::mm(dpre_flat.t(), xf.view({B * T, D}));

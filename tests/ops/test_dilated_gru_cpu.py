@@ -117,6 +117,14 @@ def test_cpu_fp32_matches_eager(case):
     compare("cpu", *case, dtype=torch.float32, tol=FP32_TOL, ref_dtype=torch.float64)
 
 
+@pytest.mark.parametrize("case", [CASES[2], CASES[7], CASES[9]], ids=case_id)
+def test_cpu_float64_matches_eager_to_float64_precision(case):
+    """float64 runs in double end to end: no float32 constant or temporary may cost it
+    digits (a float32 lrelu slope in the feedback gradient once gave 1e-8 errors,
+    which the gradcheck's tolerances do not see)."""
+    compare("cpu", *case, dtype=torch.float64, tol=1e-12, ref_dtype=torch.float64)
+
+
 @pytest.mark.parametrize("team", ["1", "0"], ids=["team", "one-thread"])
 @pytest.mark.parametrize("case", [CASES[4], CASES[7], CASES[8], CASES[9]], ids=case_id)
 def test_cpu_b1_team_and_single_thread_paths(case, team, monkeypatch):
