@@ -295,3 +295,29 @@ def test_pooled_outputs_are_not_reused_while_alive():
         y0_ref, s0_ref = eager(xs[0])
     assert rel_err(first[0], y0_ref) < FP32_TOL
     assert all(rel_err(a, b) < FP32_TOL for a, b in zip(first[1], s0_ref))
+
+
+@pytest.mark.parametrize("directional,C,k,B,T,H,W", [
+    (True, 3, 3, 2, 3, 7, 1), (True, 2, 5, 1, 2, 3, 6), (False, 5, 5, 3, 1, 1, 1),
+    (True, 4, 3, 1, 4, 9, 11)], ids=["dir-7x1", "dir-k5-3x6", "basic-1x1", "dir-9x11"])
+@pytest.mark.parametrize("gates", ["saved", "recomputed"])
+def test_float64_matches_eager_to_float64_precision(directional, C, k, B, T, H, W, gates,
+                                                   monkeypatch):
+    """float64 runs in double end to end (odd and degenerate frame sizes included):
+    no float32 constant or temporary may cost it digits, which the gradcheck's
+    tolerances would not see."""
+    from s2v.nn import VideoPredictor
+    if gates == "recomputed":
+        monkeypatch.setattr(vp_ops, "SAVED_GATES_MAX_BYTES", 0)
+    eager = VideoPredictor(C, k, directional=directional, backend="eager").double()
+    fused = VideoPredictor(C, k, directional=directional, backend="cpu").double()
+    fused.load_state_dict(eager.state_dict())
+    x = torch.randn(B, T, C, H, W, dtype=torch.float64)
+    results = []
+    for layer in (eager, fused):
+        x_ = x.clone().requires_grad_()
+        y, state = layer(x_)
+        loss = (y * torch.cos(y)).sum() + sum((s * s).sum() for s in state)
+        results.append((y, *state, *torch.autograd.grad(loss, [x_, *layer.parameters()])))
+    for i, (a, b) in enumerate(zip(*results)):
+        assert rel_err(a, b) < 1e-12, f"output {i}"
