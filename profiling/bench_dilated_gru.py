@@ -48,7 +48,8 @@ from profiling.common import (
     ROOT,
     round_times,
     time_backends,
-    run_tests,
+    start_run,
+    finish_row,
     write_results,
 )
 from profiling.timing import cuda_graph, resolve_reps, sync, time_ms
@@ -215,18 +216,7 @@ def row_for(case: dict, impls, args, peaks, sweep=None) -> dict:
            "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops(T, B, pas), chain_steps=chain,
                                           chain_depth=D, on_gpu=on_gpu),
            "gflops": gflops, "peak_mem_mb": mem, "flops": flops(T, B, pas)}
-    if notes:
-        row["notes"] = notes
-    if sweep:
-        row["sweep"] = {"op": "dilated_gru", "axis": sweep}
-    fused = next((i for i in ("cuda", "cpu") if times.get(i)), None)
-    if fused:
-        row["speedup"] = {base: round(times[base] / times[fused], 3)
-                          for base in times if base != fused and times[base]}
-    shown = "  ".join(f"{i} {t:.3f}" if t else f"{i} -" for i, t in times.items())
-    print(f"{row['name']} {pas}{' sweep ' + sweep if sweep else ''}: {shown} ms  "
-          f"floor {row['floor_ms']:.3f} ms", flush=True)
-    return row
+    return finish_row(row, times, notes, "dilated_gru", sweep, f"{row['name']} {pas}", 3)
 
 
 def main(argv=None) -> int:
@@ -250,13 +240,8 @@ def main(argv=None) -> int:
         return child(args.child)
     args.reps = resolve_reps(ap, args.reps, args.quick)
 
-    torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    tests = run_tests(TESTS)
-    print(f"tests: {tests['summary']}", flush=True)
-    if tests["failed"]:
-        print("the op's tests fail: no speedup is reported", file=sys.stderr)
+    tests = start_run(args.threads, TESTS)
+    if tests is None:
         return 1
 
     on_gpu = torch.cuda.is_available()

@@ -22,7 +22,7 @@ import sys
 import torch
 
 from profiling import peaks as peaks_mod
-from profiling.common import RESULTS_DIR, round_times, run_tests, write_results
+from profiling.common import RESULTS_DIR, round_times, start_run, write_results
 from profiling.timing import resolve_reps, time_ms
 
 TESTS = ["tests/test_product.py", "tests/models", "tests/nn"]
@@ -121,13 +121,8 @@ def main(argv=None) -> int:
     reps = resolve_reps(parser, args.reps, args.quick)
     on_gpu = args.device.startswith("cuda")
     sizes = args.sizes or ([64] if args.quick or not on_gpu else [64, 128])
-    torch.set_num_threads(args.threads)
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    tests = run_tests(TESTS)
-    print(f"tests: {tests['summary']}", flush=True)
-    if tests["failed"]:
-        print("the tests fail: no speedup is reported", file=sys.stderr)
+    tests = start_run(args.threads, TESTS)
+    if tests is None:
         return 1
     dev = torch.device(args.device)
     peaks = peaks_mod.measure(args.device, ("fp32",))

@@ -40,7 +40,8 @@ from profiling.common import (
     RESULTS_DIR,
     round_times,
     time_backends,
-    run_tests,
+    start_run,
+    finish_row,
     write_results,
 )
 from profiling.timing import cuda_graph, resolve_reps, sync, time_ms
@@ -144,18 +145,7 @@ def row_for(case: dict, impls, args, peaks, on_gpu, sweep=None) -> dict:
            "floor_ms": peaks_mod.floor_ms(peaks, dt, flops(S, B, T_, pas),
                                           min_bytes(S, B, T_, pas, elt)),
            "gflops": gflops, "peak_mem_mb": mem, "flops": flops(S, B, T_, pas)}
-    if notes:
-        row["notes"] = notes
-    if sweep:
-        row["sweep"] = {"op": "video_predictor", "axis": sweep}
-    fused = next((i for i in ("triton", "cpu") if times.get(i)), None)
-    if fused:
-        row["speedup"] = {base: round(times[base] / times[fused], 3)
-                          for base in times if base != fused and times[base]}
-    shown = "  ".join(f"{i} {t:.2f}" if t else f"{i} -" for i, t in times.items())
-    print(f"{row['name']} {pas} {dt}{' sweep ' + sweep if sweep else ''}: {shown} ms  "
-          f"floor {row['floor_ms']:.2f} ms", flush=True)
-    return row
+    return finish_row(row, times, notes, "video_predictor", sweep, f"{row['name']} {pas} {dt}")
 
 
 def sweep_cases(on_gpu: bool):
@@ -198,13 +188,8 @@ def main(argv=None) -> int:
         return child(args.child)
     args.reps = resolve_reps(ap, args.reps, args.quick)
 
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    torch.set_num_threads(args.threads)
-    tests = run_tests(TESTS)
-    print(f"tests: {tests['summary']}", flush=True)
-    if tests["failed"]:
-        print("the op's tests fail: no speedup is reported", file=sys.stderr)
+    tests = start_run(args.threads, TESTS)
+    if tests is None:
         return 1
 
     on_gpu = torch.cuda.is_available()

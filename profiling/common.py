@@ -165,3 +165,37 @@ def time_backends(impls, case: dict, args, module: str, time_case, flops: float,
         if "peak_mb" in res:
             mem[impl] = round(res["peak_mb"], 1)
     return times, reps, gflops, mem, notes
+
+
+def start_run(threads: int, test_paths: list[str]) -> dict | None:
+    """Fix the thread count, turn TF32 off, and run the op's tests first.
+
+    Returns the test counts, or None (after saying so) when a test fails: no
+    speed-up is reported for an op whose tests fail."""
+    torch.set_num_threads(threads)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    tests = run_tests(test_paths)
+    print(f"tests: {tests['summary']}", flush=True)
+    if tests["failed"]:
+        print("the tests fail: no speed-up is reported", file=sys.stderr)
+        return None
+    return tests
+
+
+def finish_row(row: dict, times: dict, notes: dict, op: str, sweep: str | None,
+               label: str, digits: int = 2) -> dict:
+    """Add the notes, the sweep tag and the fused backend's speed-up over every other
+    backend that ran to a benchmark row, and print it as one line."""
+    if notes:
+        row["notes"] = notes
+    if sweep:
+        row["sweep"] = {"op": op, "axis": sweep}
+    fused = next((i for i in FUSED_BACKENDS if times.get(i)), None)
+    if fused:
+        row["speedup"] = {base: round(times[base] / times[fused], 3)
+                          for base in times if base != fused and times[base]}
+    shown = "  ".join(f"{i} {t:.{digits}f}" if t else f"{i} -" for i, t in times.items())
+    print(f"{label}{' sweep ' + sweep if sweep else ''}: {shown} ms  "
+          f"floor {row['floor_ms']:.{digits}f} ms", flush=True)
+    return row
