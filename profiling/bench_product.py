@@ -32,9 +32,11 @@ def available_backends(device: str):
     from s2v.ops.dilated_gru import dilated_gru_backends
     from s2v.ops.video_predictor import video_predictor_backends
 
+    # A model-wide backend must exist for both fused ops (on a GPU the video
+    # predictor is Triton and the dilated GRU CUDA C++: only 'auto' combines them).
     names = ["eager"]
     for b in ("cpu", "triton", "cuda"):
-        ok = any(r.why_unavailable(b) is None for r in (video_predictor_backends,
+        ok = all(r.why_unavailable(b) is None for r in (video_predictor_backends,
                                                         dilated_gru_backends))
         runs_here = (b == "cpu") == (device == "cpu")
         if ok and runs_here:
