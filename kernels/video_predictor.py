@@ -516,7 +516,8 @@ def video_predictor_bwd(dy, dh_last, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w
         if cell in dws:
             out += [dws[cell].to(x.dtype), dbs[cell].to(x.dtype)]
         else:
-            out += [torch.empty(0, **kw)] * 2
+            # Two distinct tensors: a custom op's outputs may not alias each other.
+            out += [torch.empty(0, **kw), torch.empty(0, **kw)]
     return (dx.to(x.dtype), dxh, dh0.to(x.dtype), *out, dblend_w, dblend_b)
 
 

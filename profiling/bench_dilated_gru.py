@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import json
 import math
 import os
 import re
@@ -48,11 +47,12 @@ from profiling.common import (
     ROOT,
     round_times,
     time_backends,
+    child_main,
     start_run,
     finish_row,
     write_results,
 )
-from profiling.timing import cuda_graph, resolve_reps, sync, time_ms
+from profiling.timing import cuda_graph, resolve_reps, time_with_memory
 from s2v.nn import DilatedResidualGRU
 
 # s2v.ops re-exports the op function under the module's name, hence import_module.
@@ -173,21 +173,7 @@ def make_step(impl: str, case: dict):
 
 
 def time_case(impl: str, case: dict, reps: int) -> dict:
-    device = case["device"]
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    res = time_ms(make_step(impl, case), device, reps)
-    sync(device)
-    if device.startswith("cuda"):
-        res["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    return res
-
-
-def child(case_json: str) -> int:
-    case = json.loads(case_json)
-    torch.set_num_threads(case["threads"])
-    print(json.dumps(time_case(case["impl"], case, case["reps"])))
-    return 0
+    return time_with_memory(lambda: make_step(impl, case), case["device"], reps)
 
 
 IN_CHILD = ("compile", "compile_cell")
@@ -237,7 +223,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return child(args.child)
+        return child_main(args.child, time_case)
     args.reps = resolve_reps(ap, args.reps, args.quick)
 
     tests = start_run(args.threads, TESTS)

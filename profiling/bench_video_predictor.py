@@ -29,7 +29,6 @@ non-zero before timing anything.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 
@@ -40,11 +39,12 @@ from profiling.common import (
     RESULTS_DIR,
     round_times,
     time_backends,
+    child_main,
     start_run,
     finish_row,
     write_results,
 )
-from profiling.timing import cuda_graph, resolve_reps, sync, time_ms
+from profiling.timing import cuda_graph, resolve_reps, time_with_memory
 from s2v.nn import VideoPredictor
 from s2v.ops.video_predictor import video_predictor_backends
 
@@ -106,24 +106,7 @@ def make_step(impl: str, case: dict):
 
 
 def time_case(impl: str, case: dict, reps: int) -> dict:
-    device = case["device"]
-    step = make_step(impl, case)
-    if device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    res = time_ms(step, device, reps)
-    sync(device)
-    if device.startswith("cuda"):
-        res["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
-    return res
-
-
-def child(case_json: str) -> int:
-    case = json.loads(case_json)
-    torch.set_num_threads(case["threads"])
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
-    print(json.dumps(time_case(case["impl"], case, case["reps"])))
-    return 0
+    return time_with_memory(lambda: make_step(impl, case), case["device"], reps)
 
 
 def row_for(case: dict, impls, args, peaks, on_gpu, sweep=None) -> dict:
@@ -185,7 +168,7 @@ def main(argv=None) -> int:
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
-        return child(args.child)
+        return child_main(args.child, time_case)
     args.reps = resolve_reps(ap, args.reps, args.quick)
 
     tests = start_run(args.threads, TESTS)

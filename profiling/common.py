@@ -199,3 +199,13 @@ def finish_row(row: dict, times: dict, notes: dict, op: str, sweep: str | None,
     print(f"{label}{' sweep ' + sweep if sweep else ''}: {shown} ms  "
           f"floor {row['floor_ms']:.{digits}f} ms", flush=True)
     return row
+
+
+def child_main(case_json: str, time_case) -> int:
+    """The child side of :func:`run_child`: time one case, print the result as JSON."""
+    case = json.loads(case_json)
+    torch.set_num_threads(case["threads"])
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    print(json.dumps(time_case(case["impl"], case, case["reps"])))
+    return 0

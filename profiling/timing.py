@@ -84,7 +84,14 @@ def cuda_graph(step: Callable[[], object]) -> Callable[[], None]:
     with torch.cuda.graph(graph):
         step()
     torch.cuda.synchronize()
-    return graph.replay
+
+    def replay() -> None:
+        graph.replay()
+
+    # The graph reads and writes the closure's tensors (model, input, .grad) by
+    # address: they must live as long as the replay does.
+    replay.keep_alive = (graph, step)
+    return replay
 
 
 def resolve_reps(parser, reps: int | None, quick: bool) -> int:
@@ -95,3 +102,18 @@ def resolve_reps(parser, reps: int | None, quick: bool) -> int:
     if reps < least:
         parser.error(f"--reps: at least {least}")
     return reps
+
+
+def time_with_memory(make_step: Callable[[], Callable[[], object]], device: str,
+                     reps: int) -> dict:
+    """:func:`time_ms` of the step ``make_step()`` builds, plus on a GPU ``peak_mb``:
+    the peak allocated memory from building the step (model, inputs) to the last
+    repetition."""
+    cuda = str(device).startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats()
+    res = time_ms(make_step(), device, reps)
+    sync(device)
+    if cuda:
+        res["peak_mb"] = torch.cuda.max_memory_allocated() / 2 ** 20
+    return res
