@@ -1,4 +1,4 @@
-// Large CPU output buffers whose memory is recycled when the tensor dies.
+// Large CPU buffers (outputs and kernel work buffers) recycled when the tensor dies.
 //
 // Why: glibc serves allocations above its mmap threshold (at most 32 MB) with
 // fresh mmap()ed pages, so every call of a fused op that returns a large
@@ -8,8 +8,11 @@
 // of keeping the gates at all. pooled_empty() hands out such buffers from a
 // small free list instead; the tensor's deleter puts the memory back, so a
 // training loop that allocates the same sizes every iteration touches each
-// page once. Buffers below kMinBytes come from at::empty as usual (malloc
-// recycles those itself). The pool keeps at most kMaxBytes of idle memory
+// page once. The video predictor's CPU kernels take their large work buffers
+// from here too (they used to keep a per-thread cache of their own). Buffers
+// below kMinBytes come from at::empty as usual; at 16 MB the forward lost
+// ~8 % against the per-thread cache, because glibc trims and refaults its heap
+// for the 3-8 MB buffers, so the threshold is 1 MB. The pool keeps at most kMaxBytes of idle memory
 // (largest first out when over), shared by all threads behind a mutex.
 #pragma once
 
@@ -26,7 +29,7 @@ namespace s2v {
 
 class BufferPool {
  public:
-  static constexpr size_t kMinBytes = size_t(16) << 20;
+  static constexpr size_t kMinBytes = size_t(1) << 20;
   static constexpr size_t kMaxBytes = size_t(1) << 30;
   static constexpr size_t kAlign = 64;
 

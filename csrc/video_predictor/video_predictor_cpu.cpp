@@ -31,7 +31,9 @@
 //   weight gradients are per-tap GEMMs over whole frames after the scan. Time
 //   is processed in chunks, newest first, so scratch stays bounded.
 #include "video_predictor/video_predictor.h"
-// s2v_empty / s2v_empty_like: at::empty(_like) that NaN-fill under S2V_POISON_EMPTY=1.
+// pooled_empty: large work buffers recycled across calls (no fresh pages per
+// call: measured at 10-15 % of the forward); NaN-filled under S2V_POISON_EMPTY=1.
+#include "buffer_pool.h"
 #include "poison.h"
 
 #include <ATen/ATen.h>
@@ -50,27 +52,6 @@ namespace {
 constexpr int64_t kColBytes = int64_t(12) << 20;
 // Budget of the backward's per-chunk gate / gradient buffers.
 constexpr int64_t kChunkBytes = int64_t(160) << 20;
-
-// Scratch reused across calls. The large work buffers (the channels-last
-// states of every frame, the backward's gate and gradient chunks: tens to
-// hundreds of MB) exceed glibc's mmap threshold, so a fresh at::empty maps new
-// pages on every call and the kernel faults and zeroes each one: measured at
-// 10-15 % of the forward and ~7 % of forward+backward (C 32, 64², T 16). One
-// buffer per slot and thread, grown when too small and never shrunk; a slot's
-// contents are dead when the call that took it returns. Under
-// S2V_POISON_EMPTY=1 each handout is NaN-filled like a fresh allocation.
-enum Slot { kStates, kInputCl, kGates, kCand, kProducts, kGateGrads, kStateGrads, kInputGrads,
-            kCarry, kNumSlots };
-
-at::Tensor scratch(Slot slot, at::IntArrayRef sizes, const at::TensorOptions& opt) {
-  thread_local std::vector<at::Tensor> cache(kNumSlots);
-  int64_t n = 1;
-  for (const int64_t d : sizes) n *= d;
-  at::Tensor& t = cache[slot];
-  if (!t.defined() || t.numel() < n || t.scalar_type() != opt.dtype().toScalarType())
-    t = at::empty({std::max<int64_t>(n, 1)}, opt);
-  return poison_fill(t.narrow(0, 0, n).view(sizes));
-}
 
 struct Tap {
   int dy, dx;
@@ -413,11 +394,9 @@ struct Engine {
 // [B, T, C, HW] (frames t0 .. t0+nt) -> [nt, B·HW, C] (channels-last per frame).
 template <typename T>
 at::Tensor frames_to_cl(const T* v, int64_t B, int64_t T_, int64_t C, int64_t HW,
-                        at::TensorOptions opt, int64_t t0 = 0, int64_t nt = -1,
-                        bool cached = false) {
+                        at::TensorOptions opt, int64_t t0 = 0, int64_t nt = -1) {
   if (nt < 0) nt = T_;
-  at::Tensor out = cached ? scratch(kInputCl, {nt, B * HW, C}, opt)
-                          : s2v_empty({nt, B * HW, C}, opt);
+  at::Tensor out = pooled_empty({nt, B * HW, C}, opt);
   T* o = out.data_ptr<T>();
   transpose_planes<T>(
       nt * B, C, HW, [&](int64_t i) { return v + ((i % B) * T_ + t0 + i / B) * C * HW; },
@@ -443,9 +422,9 @@ void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const W
   const int F = e.F;
   const int64_t N = e.N, Ch = e.Ch, C = e.C, T_ = p.T;
   const int64_t B = p.B, HW = p.H * p.W;
-  const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt, 0, -1, true);
+  const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt);
   // Hcl[f][t] is the state before frame t (t = 0: h0), channels-last.
-  at::Tensor Hcl = scratch(kStates, {F, T_ + 1, N, Ch}, e.opt);
+  at::Tensor Hcl = pooled_empty({F, T_ + 1, N, Ch}, e.opt);
   T* Hp0 = Hcl.data_ptr<T>();
   transpose_planes<T>(
       F * B, Ch, HW, [&](int64_t i) { return h0 + i * Ch * HW; },
@@ -497,9 +476,9 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
   const int64_t N = e.N, Ch = e.Ch, C = e.C, Ctot = e.Ctot, T_ = p.T, B = p.B, H = p.H, W = p.W;
   const bool blend = p.layout != Layout::kSingleCell;
   const int64_t HW = H * W;
-  const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt, 0, -1, true);
+  const at::Tensor x_cl = frames_to_cl(x, B, T_, C, HW, e.opt);
   const T* xp = x_cl.data_ptr<T>();
-  at::Tensor Hcl = scratch(kStates, {F, T_ + 1, N, Ch}, e.opt);
+  at::Tensor Hcl = pooled_empty({F, T_ + 1, N, Ch}, e.opt);
   T* Hp = Hcl.data_ptr<T>();
   transpose_planes<T>(
       F * B, Ch, HW, [&](int64_t i) { return h0 + i * Ch * HW; },
@@ -512,14 +491,14 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
       });
   auto hstate = [&](int f, int64_t t) { return Hp + (f * (T_ + 1) + t) * N * Ch; };
 
-  at::Tensor carry = scratch(kCarry, {F, N, Ch}, e.opt).zero_();
+  at::Tensor carry = pooled_empty({F, N, Ch}, e.opt).zero_();
   T* carry_p = carry.data_ptr<T>();
   if (dh_last != nullptr)
     transpose_planes<T>(
         F * B, Ch, HW, [&](int64_t i) { return dh_last + i * Ch * HW; },
         [&](int64_t i) { return carry_p + i * HW * Ch; });
   at::Tensor acc = s2v_empty({N, Ch}, e.opt), dq = s2v_empty({N, Ch}, e.opt);
-  at::Tensor dx_cl = scratch(kInputGrads, {T_, N, C}, e.opt).zero_();
+  at::Tensor dx_cl = pooled_empty({T_, N, C}, e.opt).zero_();
   at::Tensor dW_ru[3], dW_o[3];
   for (const FlowGeom& fg : e.flows) {
     const int cl = fg.cell;
@@ -541,9 +520,9 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
   const int64_t chunk = std::max<int64_t>(1, std::min<int64_t>(T_, kChunkBytes / per_step));
   // r, u and q of the chunk's steps: the forward's (saved) or recomputed here.
   const int64_t gchunk = saved != nullptr ? 0 : chunk;
-  at::Tensor Gbuf = scratch(kGates, {gchunk, F, N, 2 * Ch}, e.opt);  // r, u
-  at::Tensor Cbuf = scratch(kCand, {p.recompute_candidate ? chunk : 0, F, N, Ch}, e.opt);  // c
-  at::Tensor Qbuf = scratch(kProducts, {gchunk, F, N, Ch}, e.opt);
+  at::Tensor Gbuf = pooled_empty({gchunk, F, N, 2 * Ch}, e.opt);  // r, u
+  at::Tensor Cbuf = pooled_empty({p.recompute_candidate ? chunk : 0, F, N, Ch}, e.opt);  // c
+  at::Tensor Qbuf = pooled_empty({gchunk, F, N, Ch}, e.opt);
   auto gates_of = [&](int64_t tl, int64_t t, int f) -> const T* {
     return saved != nullptr ? saved + (f * T_ + t) * N * 3 * Ch : Gbuf[tl][f].data_ptr<T>();
   };
@@ -552,10 +531,10 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
                             : Qbuf[tl][f].data_ptr<T>();
   };
   // Margin rows (zero) around each [N, 3Ch] block: the transposed tap GEMMs read it shifted.
-  at::Tensor DAbuf = scratch(kGateGrads, {chunk, F, N + 2 * e.M, 3 * Ch}, e.opt);
+  at::Tensor DAbuf = pooled_empty({chunk, F, N + 2 * e.M, 3 * Ch}, e.opt);
   DAbuf.narrow(2, 0, e.M).zero_();
   DAbuf.narrow(2, e.M + N, e.M).zero_();
-  at::Tensor DHObuf = scratch(kStateGrads, {chunk, F, N, Ch}, e.opt);
+  at::Tensor DHObuf = pooled_empty({chunk, F, N, Ch}, e.opt);
 
   for (int64_t t1 = T_; t1 > 0;) {
     const int64_t t0 = std::max<int64_t>(0, t1 - chunk), nt = t1 - t0;

@@ -276,7 +276,7 @@ def test_golden(path, precision):
 
 
 def test_pooled_outputs_are_not_reused_while_alive():
-    """Outputs over 16 MB come from a recycling pool (csrc/buffer_pool.h): a live
+    """Large outputs come from a recycling pool (csrc/buffer_pool.h): a live
     output must keep its values through later calls, and a recycled buffer must be
     fully rewritten (poisoned in the tests, so any stale element shows as NaN)."""
     from s2v.nn import VideoPredictor
