@@ -29,7 +29,6 @@ timing anything.
 """
 from __future__ import annotations
 
-import argparse
 import importlib
 import math
 import os
@@ -43,11 +42,12 @@ import torch.nn.functional as F
 
 from profiling import peaks as peaks_mod
 from profiling.common import (
-    RESULTS_DIR,
     ROOT,
     round_times,
     time_backends,
     child_main,
+    fused_backend_here,
+    op_bench_parser,
     start_run,
     finish_row,
     write_results,
@@ -206,21 +206,12 @@ def row_for(case: dict, impls, args, peaks, sweep=None) -> dict:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="T = 256 only, 5 repetitions, "
-                                                         "no sweeps")
-    ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile-timeout", type=float, default=1500.0)
+    ap = op_bench_parser(__doc__, "T = 256 only, 5 repetitions, no sweeps", 1500.0)
     ap.add_argument("--compile-full-module", action="store_true",
                     help="also time torch.compile of the whole module (minutes of compilation "
                          "per shape and pass)")
     ap.add_argument("--compile-max-t", type=int, default=256,
                     help="longest T for which whole-module torch.compile is attempted")
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--no-sweeps", action="store_true")
-    ap.add_argument("--out", default=RESULTS_DIR)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args.child, time_case)
@@ -230,13 +221,11 @@ def main(argv=None) -> int:
     if tests is None:
         return 1
 
-    on_gpu = torch.cuda.is_available()
-    device = "cuda" if on_gpu else "cpu"
-    fused = "cuda" if on_gpu else "cpu"
-    why = dgru_ops.dilated_gru_backends.why_unavailable(fused)
-    if why is not None:
-        print(f"backend {fused!r} unavailable: {why}", file=sys.stderr)
+    here = fused_backend_here(dgru_ops.dilated_gru_backends, "cuda")
+    if here is None:
         return 1
+    device, fused = here
+    on_gpu = device == "cuda"
     peaks = peaks_mod.measure(device, ("fp32",))
     impls = ["eager", "compile", "compile_cell", "gru_reshape", fused]
     if on_gpu:

@@ -28,7 +28,6 @@ non-zero before timing anything.
 """
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -36,10 +35,11 @@ import torch
 
 from profiling import peaks as peaks_mod
 from profiling.common import (
-    RESULTS_DIR,
     round_times,
     time_backends,
     child_main,
+    fused_backend_here,
+    op_bench_parser,
     start_run,
     finish_row,
     write_results,
@@ -157,15 +157,7 @@ def kernel_rows() -> list:
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--quick", action="store_true", help="64², B = 1, 5 repetitions, no sweeps")
-    ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile-timeout", type=float, default=600.0)
-    ap.add_argument("--no-compile", action="store_true")
-    ap.add_argument("--no-sweeps", action="store_true")
-    ap.add_argument("--out", default=RESULTS_DIR)
-    ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap = op_bench_parser(__doc__, "64², B = 1, 5 repetitions, no sweeps", 600.0)
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args.child, time_case)
@@ -175,13 +167,11 @@ def main(argv=None) -> int:
     if tests is None:
         return 1
 
-    on_gpu = torch.cuda.is_available()
-    device = "cuda" if on_gpu else "cpu"
-    fused = "triton" if on_gpu else "cpu"
-    why = video_predictor_backends.why_unavailable(fused)
-    if why is not None:
-        print(f"backend {fused!r} unavailable: {why}", file=sys.stderr)
+    here = fused_backend_here(video_predictor_backends, "triton")
+    if here is None:
         return 1
+    device, fused = here
+    on_gpu = device == "cuda"
     dtypes = ("fp32", "bf16") if on_gpu else ("fp32",)
     peaks = peaks_mod.measure(device, dtypes)
     print(f"peaks: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s, copy {peaks['dram_gbs']:.0f} GB/s",

@@ -209,3 +209,31 @@ def child_main(case_json: str, time_case) -> int:
     torch.backends.cudnn.allow_tf32 = False
     print(json.dumps(time_case(case["impl"], case, case["reps"])))
     return 0
+
+
+def op_bench_parser(doc: str, quick_help: str, compile_timeout: float):
+    """The command line the op benchmarks share (their own options are added after)."""
+    import argparse
+
+    ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help=quick_help)
+    ap.add_argument("--reps", type=int, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--compile-timeout", type=float, default=compile_timeout)
+    ap.add_argument("--no-compile", action="store_true")
+    ap.add_argument("--no-sweeps", action="store_true")
+    ap.add_argument("--out", default=RESULTS_DIR)
+    ap.add_argument("--child", help=argparse.SUPPRESS)
+    return ap
+
+
+def fused_backend_here(registry, gpu_backend: str):
+    """``(device, fused backend)`` of this machine, or None (said on stderr) when the
+    fused backend of ``registry`` cannot run here."""
+    on_gpu = torch.cuda.is_available()
+    device, fused = ("cuda", gpu_backend) if on_gpu else ("cpu", "cpu")
+    why = registry.why_unavailable(fused)
+    if why is not None:
+        print(f"backend {fused!r} unavailable: {why}", file=sys.stderr)
+        return None
+    return device, fused
