@@ -21,6 +21,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import subprocess
 import sys
 
@@ -72,9 +73,13 @@ def versions() -> dict[str, str | None]:
 
 
 def run_tests(paths: list[str]) -> dict[str, int]:
-    """Run pytest on ``paths``; the counts go into the JSON, and a failure blocks claims."""
+    """Run pytest on ``paths``; the counts go into the JSON, and a failure blocks claims.
+
+    ``$S2V_PYTEST_ARGS`` (``-n 8`` with pytest-xdist, say) is passed on.
+    """
+    extra = shlex.split(os.environ.get("S2V_PYTEST_ARGS", ""))
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           *paths], cwd=ROOT, capture_output=True, text=True)
+                           *extra, *paths], cwd=ROOT, capture_output=True, text=True)
     counts = {"passed": 0, "failed": 0, "skipped": 0}
     tail = proc.stdout.strip().splitlines()[-1] if proc.stdout.strip() else ""
     for n, what in re.findall(r"(\d+) (passed|failed|skipped|errors?)", tail):

@@ -41,7 +41,11 @@
 #   python that imports torch), S2V_CUDA_ARCHS (build archs; default from the GPU's
 #   compute capability, 9.0 -> 90a), S2V_PYTEST_ARGS, S2V_BENCH_ARGS, S2V_NCU_ARGS
 #   (extra arguments), S2V_STAGE_TIMEOUT (seconds per stage, 0 = none; default
-#   per stage below).
+#   per stage below), S2V_DEADLINE (epoch seconds, shared by several invocations:
+#   each stage's limit is cut to end 20 s before it, and a stage that would get
+#   under 45 s is skipped), and S2V_PYTEST_ARGS also reaches the op tests that
+#   each benchmark runs first. --tar FILE is refreshed after every stage, so a
+#   command killed at its limit still leaves the finished stages packed.
 
 set -u -o pipefail
 
@@ -147,7 +151,29 @@ run_logged() {
     return "$rc"
 }
 
-stage_timeout() { echo "${S2V_STAGE_TIMEOUT:-${TIMEOUT[$1]}}"; }
+# The stage's own limit, cut to what is left before $S2V_DEADLINE (if set).
+stage_timeout() {
+    local limit="${S2V_STAGE_TIMEOUT:-${TIMEOUT[$1]}}" left
+    if [[ -n ${S2V_DEADLINE:-} ]]; then
+        left=$((S2V_DEADLINE - $(date +%s) - 20))
+        if ((limit == 0 || left < limit)); then limit=$left; fi
+    fi
+    echo "$limit"
+}
+
+# Seconds left before $S2V_DEADLINE, or a large number when none is set.
+deadline_left() {
+    if [[ -n ${S2V_DEADLINE:-} ]]; then echo $((S2V_DEADLINE - $(date +%s))); else echo 999999; fi
+}
+
+pack_tar() {
+    [[ -n $TAR ]] || return 0
+    if tar -czf "$TAR" -C "$(dirname "$OUTDIR")" "$(basename "$OUTDIR")"; then
+        echo "packed $OUTDIR into $TAR"
+    else
+        echo "could not pack $OUTDIR into $TAR"
+    fi
+}
 
 py_has() { "$PY" -c "import $1" >/dev/null 2>&1; }
 
@@ -476,6 +502,12 @@ for st in "${STAGES[@]}"; do
         echo "$st: already ok ($(head -n 1 "$stamp")); --force redoes it"
         continue
     fi
+    if (($(deadline_left) < 65)); then
+        STATUS[$st]="skipped (deadline)"
+        NOTE[$st]="under 65 s left before S2V_DEADLINE"
+        echo "$st: skipped: under 65 s left before S2V_DEADLINE"
+        continue
+    fi
     ensure_deps
     rm -f "$stamp"
     : >"$log"
@@ -507,18 +539,14 @@ for st in "${STAGES[@]}"; do
         echo "---"
     fi
     echo "$st: ${STATUS[$st]} in ${SECS[$st]}s: $SUMMARY"
+    print_table >/dev/null
+    pack_tar >/dev/null
 done
 
 echo
 print_table
 if ((NOGPU)); then echo "no GPU here: nothing was validated ($GPU_REASON)"; fi
-if [[ -n $TAR ]]; then
-    if tar -czf "$TAR" -C "$(dirname "$OUTDIR")" "$(basename "$OUTDIR")"; then
-        echo "packed $OUTDIR into $TAR"
-    else
-        echo "could not pack $OUTDIR into $TAR"
-    fi
-fi
+pack_tar
 if ((FAILED)); then exit 1; fi
 if ((NOGPU && REQUIRE_GPU)); then exit 3; fi
 exit 0
