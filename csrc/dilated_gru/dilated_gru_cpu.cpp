@@ -281,6 +281,12 @@ struct TeamBarrier {
   }
 };
 
+// Thread 0 alone from the first super-step on (the probe found the team slow).
+struct SoloBarrier {
+  void operator()(int64_t) const {}
+  bool solo_from(int64_t) const { return true; }
+};
+
 // Which (layer, step) a layer works on in super-step s, or -1.
 inline int64_t step_of(const Dims& d, int64_t s, int l, bool reverse) {
   if (d.feedback) {
@@ -393,20 +399,22 @@ void pack_backward(Packed<F>& pk, const Dims& d, int64_t j0, int64_t j1, const F
 // history) that other threads wrote before the last barrier, and writes only
 // its own units.
 // Returns whether the team dropped to one thread (solo_from): thread 0 then
-// finished the element alone with `full` (packed here for all units) and the
-// other threads returned early.
-template <typename S, typename F, typename Barrier, typename PackAll>
-bool forward_one(const Dims& d, int64_t b, int tid, const Packed<F>& pk, Packed<F>& full,
-                 PackAll pack_all, Shared<F>& sh, const F* gi0, const F* u0, S* hist, S* y,
-                 Barrier barrier) {
+// finished the element alone, working through the team's nth partitions
+// (`parts`, packed by pack_parts as their owners pack them: the same products
+// and the same vector/remainder split of the elementwise loops, so the result
+// is bit-identical to the team's), and the other threads returned early.
+template <typename S, typename F, typename Barrier, typename PackParts>
+bool forward_one(const Dims& d, int64_t b, int tid, int nth, const Packed<F>& pk,
+                 std::vector<Packed<F>>& parts, PackParts pack_parts, Shared<F>& sh,
+                 const F* gi0, const F* u0, S* hist, S* y, Barrier barrier) {
   const int64_t D = d.D, T = d.T, L = d.L, D3 = 3 * D;
-  const Packed<F>* cur = &pk;
-  int64_t j0 = pk.j0, n = pk.n, P = pk.P;
+  std::vector<const Packed<F>*> own{&pk};
   bool solo = false;
   const int64_t R = hist_rows(d);
   S* H = hist + b * R * D;
   S* Y = y + b * T * D;
-  std::vector<F> acc_i(std::max<int64_t>(P, 1)), acc_h(std::max<int64_t>(P, 1));
+  const int64_t P_max = round_up(3 * D, kVec<F>);
+  std::vector<F> acc_i(std::max<int64_t>(P_max, 1)), acc_h(std::max<int64_t>(P_max, 1));
   std::vector<F> vin(D), vy(D), vh(D);
   int64_t seg[kMaxLayers + 1], sp[kMaxLayers];
   for (int l = 0; l < L; ++l) {
@@ -418,62 +426,61 @@ bool forward_one(const Dims& d, int64_t b, int tid, const Packed<F>& pk, Packed<
     if (!solo && barrier.solo_from(s)) {
       solo = true;
       if (tid != 0) return true;
-      pack_all(full);
-      cur = &full;
-      j0 = 0;
-      n = full.n;
-      P = full.P;
-      acc_i.resize(P);
-      acc_h.resize(P);
+      if (parts.empty()) pack_parts(parts, nth);
+      own.clear();
+      for (const Packed<F>& p : parts) own.push_back(&p);
     }
-    const Packed<F>& pc = *cur;
-    for (int l = 0; l < L; ++l) {
-      const int64_t t = step_of(d, s, l, false);
-      if (t < 0 || n == 0) continue;
-      const F* uin;  // u^l_t, full vector
-      const F* wil = pc.wi.data() + l * D * P;
-      std::copy_n(pc.bi.data() + l * P, P, acc_i.data());
-      if (l == 0) {
-        // Layer 0's input projection came from one GEMM over all steps (biases
-        // included); feedback adds the recurrent part W_ih y_{t-1}.
-        const F* g = gi0 + (b * T + t) * D3;
-        for (int64_t gg = 0; gg < 3; ++gg)
-          for (int64_t j = 0; j < n; ++j) acc_i[gg * n + j] = g[gg * D + j0 + j];
-        const F* x = u0 + (b * T + t) * D;
-        if (d.feedback) {
-          const S* prev = nullptr;
-          if (t > 0) prev = Y + (t - 1) * D;
-          else if (d.has_state) prev = H + seg[L - 1] * D;
-          for (int64_t k = 0; k < D; ++k) vy[k] = prev ? Io<S>::load(prev[k]) : F(0);
-          for (int64_t k = 0; k < D; ++k) vin[k] = x[k] + vy[k];
-          if (prev) matvec(acc_i.data(), wil, vy.data(), D, P);
-          uin = vin.data();
+    for (const Packed<F>* op : own) {
+      const Packed<F>& pc = *op;
+      const int64_t j0 = pc.j0, n = pc.n, P = pc.P;
+      for (int l = 0; l < L; ++l) {
+        const int64_t t = step_of(d, s, l, false);
+        if (t < 0 || n == 0) continue;
+        const F* uin;  // u^l_t, full vector
+        const F* wil = pc.wi.data() + l * D * P;
+        std::copy_n(pc.bi.data() + l * P, P, acc_i.data());
+        if (l == 0) {
+          // Layer 0's input projection came from one GEMM over all steps (biases
+          // included); feedback adds the recurrent part W_ih y_{t-1}.
+          const F* g = gi0 + (b * T + t) * D3;
+          for (int64_t gg = 0; gg < 3; ++gg)
+            for (int64_t j = 0; j < n; ++j) acc_i[gg * n + j] = g[gg * D + j0 + j];
+          const F* x = u0 + (b * T + t) * D;
+          if (d.feedback) {
+            const S* prev = nullptr;
+            if (t > 0) prev = Y + (t - 1) * D;
+            else if (d.has_state) prev = H + seg[L - 1] * D;
+            for (int64_t k = 0; k < D; ++k) vy[k] = prev ? Io<S>::load(prev[k]) : F(0);
+            for (int64_t k = 0; k < D; ++k) vin[k] = x[k] + vy[k];
+            if (prev) matvec(acc_i.data(), wil, vy.data(), D, P);
+            uin = vin.data();
+          } else {
+            uin = x;
+          }
         } else {
-          uin = x;
+          uin = sh.u((s - 1) & 1, l);
+          matvec(acc_i.data(), wil, uin, D, P);
         }
-      } else {
-        uin = sh.u((s - 1) & 1, l);
-        matvec(acc_i.data(), wil, uin, D, P);
-      }
-      const S* hp = H + (seg[l] + t) * D;
-      for (int64_t k = 0; k < D; ++k) vh[k] = Io<S>::load(hp[k]);
-      std::copy_n(pc.bh.data() + l * P, P, acc_h.data());
-      matvec(acc_h.data(), pc.wh.data() + l * D * P, vh.data(), D, P);
-      S* hout = H + (seg[l] + sp[l] + t) * D;
-      F* unext = sh.u(s & 1, l + 1);
-      F* hn = acc_i.data();  // the input projection is consumed by then
-      gates_forward(acc_i.data(), acc_h.data(), vh.data() + j0, hn, n);
-      for (int64_t j = 0; j < n; ++j) {
-        const S hs = Io<S>::store(hn[j]);
-        hout[j0 + j] = hs;
-        // Continue from the stored (rounded) value: the backward recomputes from it.
-        const F h = Io<S>::load(hs);
-        if (L == 1) {
-          Y[t * D + j0 + j] = hs;
-        } else {
-          const F un = residual(h, uin[j0 + j]);
-          if (l == L - 1) Y[t * D + j0 + j] = Io<S>::store(un);
-          else unext[j0 + j] = un;
+        const S* hp = H + (seg[l] + t) * D;
+        for (int64_t k = 0; k < D; ++k) vh[k] = Io<S>::load(hp[k]);
+        std::copy_n(pc.bh.data() + l * P, P, acc_h.data());
+        matvec(acc_h.data(), pc.wh.data() + l * D * P, vh.data(), D, P);
+        S* hout = H + (seg[l] + sp[l] + t) * D;
+        F* unext = sh.u(s & 1, l + 1);
+        F* hn = acc_i.data();  // the input projection is consumed by then
+        gates_forward(acc_i.data(), acc_h.data(), vh.data() + j0, hn, n);
+        for (int64_t j = 0; j < n; ++j) {
+          const S hs = Io<S>::store(hn[j]);
+          hout[j0 + j] = hs;
+          // Continue from the stored (rounded) value: the backward recomputes from it.
+          const F h = Io<S>::load(hs);
+          if (L == 1) {
+            Y[t * D + j0 + j] = hs;
+          } else {
+            const F un = residual(h, uin[j0 + j]);
+            if (l == L - 1) Y[t * D + j0 + j] = Io<S>::store(un);
+            else unext[j0 + j] = un;
+          }
         }
       }
     }
@@ -489,20 +496,33 @@ bool forward_one(const Dims& d, int64_t b, int tid, const Packed<F>& pk, Packed<
 // per super-step, and the transposed products read the same rows (and bytes)
 // as the forward's.
 // Returns whether the team dropped to one thread, as forward_one.
-template <typename F, typename Barrier, typename PackAll>
+//
+// Determinism: a thread's partial products depend on which rows it owns, so a
+// team of nth threads sums W^T dg in nth groups. When thread 0 finishes alone
+// (the probe found the barrier slow, or a partner lost its core mid-call) it
+// keeps the team's nth partitions, each packed as its owner packs it
+// (`parts`), and forms the same nth partial sums in the same order: the result
+// is bit-identical whichever way the call ran (training resumes exactly, and
+// two runs on one machine agree).
+template <typename F, typename Barrier, typename PackParts>
 bool backward_one(const Dims& d, int64_t b, int tid, int nth, const Packed<F>& pk,
-                  Packed<F>& full, PackAll pack_all, Shared<F>& sh, const F* gi, const F* gh,
-                  const F* u, const F* hist, const F* dy, F* dhist, F* dgi, F* dgh, F* du0,
-                  Barrier barrier) {
-  const int64_t D = d.D, T = d.T, L = d.L, B = d.B, D3 = 3 * D, Kp = pk.Kp;
-  const Packed<F>* cur = &pk;
-  int64_t j0 = pk.j0, n = pk.n, j1 = j0 + n;
+                  std::vector<Packed<F>>& parts, PackParts pack_parts, Shared<F>& sh,
+                  const F* gi, const F* gh, const F* u, const F* hist, const F* dy, F* dhist,
+                  F* dgi, F* dgh, F* du0, Barrier barrier) {
+  const int64_t D = d.D, T = d.T, L = d.L, B = d.B, D3 = 3 * D;
+  // The partitions this thread works on, with their index among the team's.
+  struct Owned {
+    const Packed<F>* pk;
+    int index;
+    std::vector<F> gown;  // [L][dgi rows, dgh rows] of the partition's units
+  };
+  std::vector<Owned> own;
+  own.push_back({&pk, tid, std::vector<F>(std::max<int64_t>(L * 6 * pk.n, 1))});
   bool solo = false;
   const int64_t R = hist_rows(d);
   const F* H = hist + b * R * D;
   F* dH = dhist + b * R * D;
-  std::vector<F> gown(std::max<int64_t>(L * 6 * n, 1));  // [L][dgi rows, dgh rows] of own units
-  std::vector<F> acc(std::max<int64_t>(n, 1));
+  std::vector<F> acc(std::max<int64_t>(D, 1));
   int64_t seg[kMaxLayers + 1], sp[kMaxLayers];
   for (int l = 0; l < L; ++l) {
     seg[l] = seg_offset(d, l);
@@ -512,9 +532,11 @@ bool backward_one(const Dims& d, int64_t b, int tid, int nth, const Packed<F>& p
   // read by layer L-1 at t-1 in the next super-step; own units only).
   F* carry = sh.carry.data();
   if (d.feedback)
-    for (int64_t k = j0; k < j1; ++k) carry[k] = F(0);
-  // Sums the partial products of super-step q for the own units and routes them.
-  auto reduce = [&](int64_t q) {
+    for (int64_t k = pk.j0; k < pk.j0 + pk.n; ++k) carry[k] = F(0);
+  // Sums the partial products of super-step q for the units [j0, j0 + n) and
+  // routes them.
+  auto reduce_units = [&](int64_t q, int64_t j0, int64_t n) {
+    const int64_t j1 = j0 + n;
     for (int l = 0; l < L; ++l) {
       const int64_t t = step_of(d, q, l, true);
       if (t < 0 || n == 0) continue;
@@ -525,7 +547,7 @@ bool backward_one(const Dims& d, int64_t b, int tid, int nth, const Packed<F>& p
         for (int th = 0; th < nth; ++th) {
           const F* p = sh.partial(q, th, l);
           si += p[k];
-          sh_ += p[Kp + k];
+          sh_ += p[sh.Kp + k];
         }
         dhp[k] += sh_;
         acc[k - j0] = si;
@@ -547,58 +569,64 @@ bool backward_one(const Dims& d, int64_t b, int tid, int nth, const Packed<F>& p
       }
     }
   };
+  auto reduce = [&](int64_t q) {
+    for (const Owned& o : own) reduce_units(q, o.pk->j0, o.pk->n);
+  };
   const int64_t steps = super_steps(d);
   for (int64_t q = 0; q < steps; ++q) {
     if (!solo && barrier.solo_from(q)) {
       solo = true;
       if (tid != 0) return true;
-      pack_all(full);
-      cur = &full;
-      j0 = 0;
-      n = full.n;
-      j1 = n;
-      gown.resize(L * 6 * n);
-      acc.resize(n);
-      // reduce(q - 1) below still sums the partials of all nth threads.
+      if (parts.empty()) pack_parts(parts, nth);
+      own.clear();
+      for (int th = 0; th < nth; ++th)
+        own.push_back({&parts[th], th,
+                       std::vector<F>(std::max<int64_t>(L * 6 * parts[th].n, 1))});
+      // reduce(q - 1) below sums the partials of all nth partitions, as before.
     }
     if (q > 0) reduce(q - 1);
-    if (solo) nth = 1;
-    const Packed<F>& pc = *cur;
     // Phase A: elementwise gradients of every active (layer, own unit).
-    for (int l = 0; l < L; ++l) {
-      const int64_t t = step_of(d, q, l, true);
-      if (t < 0 || n == 0) continue;
-      const int64_t gidx = ((l * B + b) * T + t) * D3;
-      const F* gil = gi + gidx;
-      const F* ghl = gh + gidx;
-      F* dgil = dgi + gidx;
-      F* dghl = dgh + gidx;
-      const F* ul = u + ((l * B + b) * T + t) * D;
-      const F* hp = H + (seg[l] + t) * D;
-      const F* hc = H + (seg[l] + sp[l] + t) * D;
-      F* dhp = dH + (seg[l] + t) * D;
-      const F* dhc = dH + (seg[l] + sp[l] + t) * D;
-      const F* gnext = (l == L - 1) ? dy + (b * T + t) * D : sh.u((q - 1) & 1, l + 1);
-      F* dres = sh.vec.data() + l * D;
-      F* go = gown.data() + l * 6 * n;
-      // Never null: a conditional load would keep the loop from vectorising.
-      const F* carry_in = (l == L - 1 && d.feedback) ? sh.carry.data() : sh.zeros.data();
-      cells_backward_rows(gil + j0, gil + D + j0, gil + 2 * D + j0, ghl + j0, ghl + D + j0,
-                          ghl + 2 * D + j0, hp + j0, hc + j0, ul + j0, gnext + j0,
-                          carry_in + j0, dhc + j0, dhp + j0, dgil + j0, dgil + D + j0,
-                          dgil + 2 * D + j0, dghl + j0, dghl + D + j0, dghl + 2 * D + j0, go,
-                          go + n, go + 2 * n, go + 3 * n, go + 4 * n, go + 5 * n, dres + j0, n,
-                          L > 1);
+    for (Owned& o : own) {
+      const int64_t j0 = o.pk->j0, n = o.pk->n;
+      for (int l = 0; l < L; ++l) {
+        const int64_t t = step_of(d, q, l, true);
+        if (t < 0 || n == 0) continue;
+        const int64_t gidx = ((l * B + b) * T + t) * D3;
+        const F* gil = gi + gidx;
+        const F* ghl = gh + gidx;
+        F* dgil = dgi + gidx;
+        F* dghl = dgh + gidx;
+        const F* ul = u + ((l * B + b) * T + t) * D;
+        const F* hp = H + (seg[l] + t) * D;
+        const F* hc = H + (seg[l] + sp[l] + t) * D;
+        F* dhp = dH + (seg[l] + t) * D;
+        const F* dhc = dH + (seg[l] + sp[l] + t) * D;
+        const F* gnext = (l == L - 1) ? dy + (b * T + t) * D : sh.u((q - 1) & 1, l + 1);
+        F* dres = sh.vec.data() + l * D;
+        F* go = o.gown.data() + l * 6 * n;
+        // Never null: a conditional load would keep the loop from vectorising.
+        const F* carry_in = (l == L - 1 && d.feedback) ? sh.carry.data() : sh.zeros.data();
+        cells_backward_rows(gil + j0, gil + D + j0, gil + 2 * D + j0, ghl + j0, ghl + D + j0,
+                            ghl + 2 * D + j0, hp + j0, hc + j0, ul + j0, gnext + j0,
+                            carry_in + j0, dhc + j0, dhp + j0, dgil + j0, dgil + D + j0,
+                            dgil + 2 * D + j0, dghl + j0, dghl + D + j0, dghl + 2 * D + j0, go,
+                            go + n, go + 2 * n, go + 3 * n, go + 4 * n, go + 5 * n, dres + j0,
+                            n, L > 1);
+      }
     }
     // Phase B: partial transposed products over the own rows.
-    for (int l = 0; l < L; ++l) {
-      const int64_t t = step_of(d, q, l, true);
-      if (t < 0 || n == 0) continue;
-      const F* go = gown.data() + l * 6 * n;
-      F* p = sh.partial(q, tid, l);
-      std::fill(p, p + 2 * Kp, F(0));
-      matvec(p, pc.wi.data() + l * 3 * n * Kp, go, 3 * n, Kp);
-      matvec(p + Kp, pc.wh.data() + l * 3 * n * Kp, go + 3 * n, 3 * n, Kp);
+    for (const Owned& o : own) {
+      const int64_t n = o.pk->n, Kp = o.pk->Kp;
+      for (int l = 0; l < L; ++l) {
+        const int64_t t = step_of(d, q, l, true);
+        if (t < 0) continue;
+        F* p = sh.partial(q, o.index, l);
+        std::fill(p, p + 2 * Kp, F(0));
+        if (n == 0) continue;
+        const F* go = o.gown.data() + l * 6 * n;
+        matvec(p, o.pk->wi.data() + l * 3 * n * Kp, go, 3 * n, Kp);
+        matvec(p + Kp, o.pk->wh.data() + l * 3 * n * Kp, go + 3 * n, 3 * n, Kp);
+      }
     }
     if (!solo) barrier(q);
   }
@@ -624,27 +652,45 @@ constexpr int64_t kMinUnitsPerThread = 16;
 constexpr double kSlowBarrierNs = 60.0;
 constexpr int kProbeBarriers = 16;
 
-// S2V_DGRU_TEAM=1: always a team where the split applies (no probe); 0: never
-// (one thread per batch element); unset or anything else: decided by the probe.
-// For the tests (both paths run whatever the machine's placement) and for
-// users who know their machine.
+// S2V_DGRU_TEAM=1: always a team where the split applies (no probe); 0: the
+// team's work on one thread (as when the probe finds the barrier slow); 2: a
+// team that drops to one thread at super-step 2 (as when a partner loses its
+// core; for the tests); unset or anything else: decided by the probe. Results are bit-identical either
+// way (see backward_one). For the tests (both paths run whatever the
+// machine's placement) and for users who know their machine.
 inline int team_override() {
   const char* v = std::getenv("S2V_DGRU_TEAM");
-  if (v == nullptr || (v[0] != '0' && v[0] != '1') || v[1] != '\0') return -1;
+  if (v == nullptr || v[0] < '0' || v[0] > '2' || v[1] != '\0') return -1;
   return v[0] - '0';
 }
 
-// Runs body(b, tid, nth, packed, full, shared, barrier) for every batch
+// Unit range of thread tid of a team of nth: the split every path agrees on.
+inline int64_t part_begin(int64_t D, int tid, int nth) { return D * tid / nth; }
+
+// Runs body(b, tid, nth, packed, parts, shared, barrier) for every batch
 // element: one thread per element (all units, one packing shared by all
 // threads) when there are enough elements, else a team splitting the units,
-// each thread packing the weights of its own units once for all elements
-// (`full` is where thread 0 packs all units if the team drops to one thread).
+// each thread packing the weights of its own units once for all elements.
+// `parts` is where thread 0 packs the team's partitions when it finishes
+// alone: from the first super-step when the barrier probe finds the team too
+// slow (SoloBarrier), or from a later one when a partner loses its core
+// (TeamBarrier::solo_from).
+// What thread 0 calls when it goes on alone: packs the team's n_parts
+// partitions, each as its owner packs it.
+template <typename Pack>
+auto pack_parts(int64_t D, Pack pack) {
+  return [D, pack](auto& parts, int n_parts) {
+    parts.resize(n_parts);
+    for (int th = 0; th < n_parts; ++th)
+      pack(parts[th], part_begin(D, th, n_parts), part_begin(D, th + 1, n_parts));
+  };
+}
+
 template <typename F, typename Pack, typename Body>
 void run_parallel(const Dims& d, Pack pack, Body body) {
   const int nt = max_threads();
   const int override_team = team_override();
-  const int64_t team_max =
-      override_team == 0 ? 1 : std::max<int64_t>(1, d.D / kMinUnitsPerThread);
+  const int64_t team_max = std::max<int64_t>(1, d.D / kMinUnitsPerThread);
   const int64_t Kp = round_up(d.D, kVec<F>);
   if (d.B >= nt || nt == 1 || team_max == 1) {
     Packed<F> pk;
@@ -654,7 +700,7 @@ void run_parallel(const Dims& d, Pack pack, Body body) {
 #endif
     for (int64_t b = 0; b < d.B; ++b) {
       Shared<F> sh(d, 1, Kp);
-      Packed<F> unused;
+      std::vector<Packed<F>> unused;
       body(b, 0, 1, pk, unused, sh, NoBarrier{});
     }
     return;
@@ -670,7 +716,10 @@ void run_parallel(const Dims& d, Pack pack, Body body) {
 #else
     const int tid = 0, nth = 1;
 #endif
-    if (tid == 0) sh.bar.n = nth;
+    if (tid == 0) {
+      sh.bar.n = nth;
+      if (override_team == 2) sh.bar.slow.store(0, std::memory_order_relaxed);
+    }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
@@ -681,33 +730,33 @@ void run_parallel(const Dims& d, Pack pack, Body body) {
     // L = 3, T = 256, B = 1: with ~90 ns and ~300 ns round trips the team was
     // slower than one thread (fwd+bwd 5.2 vs 4.5 ms at ~300 ns), at 35-50 ns
     // much faster (3.0 ms), so a probe above 60 ns runs the call on thread 0.
+    const bool probe = override_team == -1;
     const auto start = std::chrono::steady_clock::now();
-    for (int i = 0; override_team != 1 && i < kProbeBarriers; ++i) sh.bar.wait(-2);
-    if (tid == 0 && override_team != 1) {
+    for (int i = 0; probe && i < kProbeBarriers; ++i) sh.bar.wait(-2);
+    if (tid == 0) {
       const double ns = std::chrono::duration<double, std::nano>(
                             std::chrono::steady_clock::now() - start).count() / kProbeBarriers;
-      sh.team_too_slow = nth > 1 && ns > kSlowBarrierNs;
+      sh.team_too_slow = nth > 1 && (override_team == 0 || (probe && ns > kSlowBarrierNs));
     }
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
+    std::vector<Packed<F>> solo_state;
     if (sh.team_too_slow) {
       if (tid == 0) {
-        Packed<F> full;
-        pack(full, 0, d.D);
-        for (int64_t b = 0; b < d.B; ++b) body(b, 0, 1, full, full, sh, NoBarrier{});
+        const Packed<F> none;
+        for (int64_t b = 0; b < d.B; ++b) body(b, 0, nth, none, solo_state, sh, SoloBarrier{});
       }
     } else {
-      const int64_t j0 = d.D * tid / nth, j1 = d.D * (tid + 1) / nth;
-      Packed<F> pk, full;
-      pack(pk, j0, j1);
+      Packed<F> pk;
+      pack(pk, part_begin(d.D, tid, nth), part_begin(d.D, tid + 1, nth));
       bool solo = false;
       for (int64_t b = 0; b < d.B; ++b) {
         if (!solo) {
-          solo = body(b, tid, nth, pk, full, sh, TeamBarrier{&sh.bar});
+          solo = body(b, tid, nth, pk, solo_state, sh, TeamBarrier{&sh.bar});
           if (!solo) sh.bar.wait(-1);  // the next element reuses the shared buffers
         } else if (tid == 0) {
-          body(b, 0, 1, full, full, sh, NoBarrier{});
+          body(b, 0, nth, pk, solo_state, sh, SoloBarrier{});
         }
       }
     }
@@ -721,11 +770,11 @@ void forward_impl(const Dims& d, const F* gi0, const F* u0, const F* w_ih_t, con
     pack_forward(pk, d, j0, j1, w_ih_t, w_hh_t, b_ih, b_hh);
   };
   run_parallel<F>(d, pack,
-                  [&](int64_t b, int tid, int, const Packed<F>& pk, Packed<F>& full,
-                      Shared<F>& sh, auto barrier) {
-                    return forward_one<S, F>(
-                        d, b, tid, pk, full, [&](Packed<F>& p) { pack(p, 0, d.D); }, sh, gi0,
-                        u0, hist, y, barrier);
+                  [&](int64_t b, int tid, int nth, const Packed<F>& pk,
+                      std::vector<Packed<F>>& parts, Shared<F>& sh, auto barrier) {
+                    return forward_one<S, F>(d, b, tid, nth, pk, parts,
+                                             pack_parts(d.D, pack), sh, gi0, u0, hist, y,
+                                             barrier);
                   });
 }
 
@@ -736,11 +785,11 @@ void backward_impl(const Dims& d, const F* gi, const F* gh, const F* u, const F*
     pack_backward(pk, d, j0, j1, w_ih, w_hh);
   };
   run_parallel<F>(d, pack,
-                  [&](int64_t b, int tid, int nth, const Packed<F>& pk, Packed<F>& full,
-                      Shared<F>& sh, auto barrier) {
-                    return backward_one<F>(
-                        d, b, tid, nth, pk, full, [&](Packed<F>& p) { pack(p, 0, d.D); }, sh,
-                        gi, gh, u, hist, dy, dhist, dgi, dgh, du0, barrier);
+                  [&](int64_t b, int tid, int nth, const Packed<F>& pk,
+                      std::vector<Packed<F>>& parts, Shared<F>& sh, auto barrier) {
+                    return backward_one<F>(d, b, tid, nth, pk, parts, pack_parts(d.D, pack), sh,
+                                           gi, gh, u, hist, dy, dhist, dgi, dgh, du0,
+                                           barrier);
                   });
 }
 

@@ -67,7 +67,7 @@ def run(backend, x, state, params, dilation, dy, dstate, dtype):
 
 
 def compare(backend, B, T, D, L, dilation, feedback, with_state, dtype, tol, ref_dtype,
-            grads=True):
+            grads=True, device="cpu"):
     x, state, params = make_inputs(B, T, D, L, dilation, feedback, with_state)
     if dtype == torch.bfloat16:
         # Inputs representable in bf16, so that the error measured is the
@@ -79,7 +79,11 @@ def compare(backend, B, T, D, L, dilation, feedback, with_state, dtype, tol, ref
     dstate = [torch.randn(B, dilation ** l, D, generator=g, dtype=torch.float64)
               for l in range(L)]
     ref = run("eager", x, state, params, dilation, dy, dstate, ref_dtype)
-    got = run(backend, x, state, params, dilation, dy, dstate, dtype)
+    dev = torch.device(device)
+    got = run(backend, x.to(dev), None if state is None else tuple(s.to(dev) for s in state),
+              {k: v.to(dev) for k, v in params.items()}, dilation, dy.to(dev),
+              [d.to(dev) for d in dstate], dtype)
+    got = {k: None if v is None else v.cpu() for k, v in got.items()}
     assert set(got) == set(ref)
     for key in ref:
         if not grads and key.startswith("grad"):
@@ -125,12 +129,16 @@ def test_cpu_float64_matches_eager_to_float64_precision(case):
     compare("cpu", *case, dtype=torch.float64, tol=1e-12, ref_dtype=torch.float64)
 
 
-@pytest.mark.parametrize("team", ["1", "0"], ids=["team", "one-thread"])
+TEAM_PATHS = {"team": "1", "one-thread": "0", "team-then-one": "2"}
+
+
+@pytest.mark.parametrize("team", list(TEAM_PATHS.values()), ids=list(TEAM_PATHS))
 @pytest.mark.parametrize("case", [CASES[4], CASES[7], CASES[8], CASES[9]], ids=case_id)
 def test_cpu_b1_team_and_single_thread_paths(case, team, monkeypatch):
     """At B = 1 the kernel splits the units over a team of threads when its barrier
-    is fast on this machine (probed per call) and runs on one thread otherwise;
-    S2V_DGRU_TEAM forces either path, so both are tested whatever the placement."""
+    is fast on this machine (probed per call) and runs on one thread otherwise, or
+    drops to one thread mid-call when a partner loses its core; S2V_DGRU_TEAM forces
+    each path, so all are tested whatever the placement."""
     monkeypatch.setenv("S2V_DGRU_TEAM", team)
     threads = torch.get_num_threads()
     torch.set_num_threads(max(threads, 2))
@@ -138,6 +146,34 @@ def test_cpu_b1_team_and_single_thread_paths(case, team, monkeypatch):
         compare("cpu", *case, dtype=torch.float32, tol=FP32_TOL, ref_dtype=torch.float64)
     finally:
         torch.set_num_threads(threads)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["fp32", "fp64"])
+@pytest.mark.parametrize("case", [CASES[4], CASES[7], (1, 9, 70, 2, 2, True, True)],
+                         ids=case_id)
+def test_cpu_b1_paths_are_bit_identical(case, dtype, monkeypatch):
+    """Whether the barrier probe lets the team run is a matter of timing, so every
+    path must give the same bits: otherwise two runs on one machine differ and a
+    resumed training run drifts from an uninterrupted one."""
+    B, T, D, L, dilation, feedback, with_state = case
+    x, state, params = make_inputs(B, T, D, L, dilation, feedback, with_state)
+    g = torch.Generator().manual_seed(2)
+    dy = torch.randn(B, T, D, generator=g, dtype=torch.float64)
+    dstate = [torch.randn(B, dilation ** l, D, generator=g, dtype=torch.float64)
+              for l in range(L)]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(max(threads, 2))
+    try:
+        results = {}
+        for name, team in TEAM_PATHS.items():
+            monkeypatch.setenv("S2V_DGRU_TEAM", team)
+            results[name] = run("cpu", x, state, params, dilation, dy, dstate, dtype)
+    finally:
+        torch.set_num_threads(threads)
+    first = results.pop("team")
+    for name, got in results.items():
+        for key in first:
+            assert torch.equal(got[key], first[key]), f"{name}: {key} differs from the team's"
 
 
 @pytest.mark.parametrize("case", [CASES[2], CASES[5], CASES[7]], ids=case_id)
@@ -402,3 +438,11 @@ def test_cuda_backward_matches_cpu(case):
               [d.to(dev) for d in dstate], torch.float32)
     for key in ref:
         assert rel_err(got[key].cpu(), ref[key]) <= FP32_TOL, key
+
+
+@cuda_only
+@pytest.mark.parametrize("case", [CASES[6], CASES[10], (3, 7, 5, 1, 2, True, True)],
+                         ids=case_id)
+def test_cuda_bf16_gradients_match_eager_fp32(case):
+    compare("cuda", *case, dtype=torch.bfloat16, tol=BF16_TOL, ref_dtype=torch.float32,
+            device="cuda")
