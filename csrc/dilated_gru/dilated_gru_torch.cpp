@@ -4,6 +4,7 @@
 // the feedback encoder) before the forward scan, the gate pre-activations the
 // backward recomputes from the saved hidden states, and the weight gradients.
 #include "dilated_gru/dilated_gru_torch.h"
+#include "check.h"
 
 #include <c10/util/Exception.h>
 
@@ -165,9 +166,9 @@ std::vector<at::Tensor> forward(const at::Tensor& x, const at::Tensor& state,
                                 b_ih_f.data_ptr<float>(), b_hh_f.data_ptr<float>(),
                                 hist.data_ptr(), y.data_ptr(),
                                 c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(rc == 0, "dilated_gru: CUDA forward failed: ", cuda_error_string(rc));
+    S2V_CHECK(rc == 0, "dilated_gru: CUDA forward failed: ", cuda_error_string(rc));
 #else
-    TORCH_CHECK(false, "dilated_gru: s2v._C was built without CUDA");
+    S2V_CHECK(false, "dilated_gru: s2v._C was built without CUDA");
 #endif
   } else if (ct == at::kDouble) {
     forward_cpu(d, gi0.data_ptr<double>(), u0.data_ptr<double>(), w_ih_t.data_ptr<double>(),
@@ -259,9 +260,9 @@ std::vector<at::Tensor> backward(const at::Tensor& dy_in, const at::Tensor& dnew
                                  dy.data_ptr<float>(), dhist.data_ptr<float>(),
                                  dgi.data_ptr<float>(), dgh.data_ptr<float>(),
                                  du0.data_ptr<float>(), c10::cuda::getCurrentCUDAStream().stream());
-    TORCH_CHECK(rc == 0, "dilated_gru: CUDA backward failed: ", cuda_error_string(rc));
+    S2V_CHECK(rc == 0, "dilated_gru: CUDA backward failed: ", cuda_error_string(rc));
 #else
-    TORCH_CHECK(false, "dilated_gru: s2v._C was built without CUDA");
+    S2V_CHECK(false, "dilated_gru: s2v._C was built without CUDA");
 #endif
   } else if (ct == at::kDouble) {
     backward_cpu(d, gi.data_ptr<double>(), gh.data_ptr<double>(), u.data_ptr<double>(),

@@ -31,6 +31,7 @@
 //   weight gradients are per-tap GEMMs over whole frames after the scan. Time
 //   is processed in chunks, newest first, so scratch stays bounded.
 #include "video_predictor/video_predictor.h"
+#include "check.h"
 // pooled_empty: large work buffers recycled across calls (no fresh pages per
 // call: measured at 10-15 % of the forward); NaN-filled under S2V_POISON_EMPTY=1.
 #include "buffer_pool.h"
@@ -468,7 +469,7 @@ template <typename T>
 void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_last, const T* x,
                   const T* xh, const T* h0, const T* h_seq, const Weights<T>& w, T* dx, T* dxh,
                   T* dh0, const WeightGrads<T>& g, const T* saved) {
-  TORCH_CHECK(saved == nullptr || !p.recompute_candidate,
+  S2V_CHECK(saved == nullptr || !p.recompute_candidate,
               "video_predictor backward: saved gates cannot be combined with a recomputed "
               "candidate");
   Engine<T> e(p, w);

@@ -1,5 +1,6 @@
 // Checks and dtype dispatch around video_predictor.h; see video_predictor_torch.h.
 #include "video_predictor/video_predictor_torch.h"
+#include "check.h"
 
 #include <c10/util/Exception.h>
 
@@ -14,22 +15,22 @@ namespace {
 
 void check_dtype(const at::Tensor& x) {
   const auto st = x.scalar_type();
-  TORCH_CHECK(st == at::kFloat || st == at::kDouble || st == at::kBFloat16 || st == at::kHalf,
+  S2V_CHECK(st == at::kFloat || st == at::kDouble || st == at::kBFloat16 || st == at::kHalf,
               "x: expected float32, float64, bfloat16 or float16, got ", st);
 }
 
 // Every argument the kernels read: CPU, x's dtype, contiguous, the given shape.
 void check_arg(const char* name, const at::Tensor& t, const at::Tensor& x,
                at::IntArrayRef shape) {
-  TORCH_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got one on ", t.device());
-  TORCH_CHECK(t.scalar_type() == x.scalar_type(), name, ": expected dtype ", x.scalar_type(),
+  S2V_CHECK(t.device().is_cpu(), name, ": expected a CPU tensor, got one on ", t.device());
+  S2V_CHECK(t.scalar_type() == x.scalar_type(), name, ": expected dtype ", x.scalar_type(),
               " (that of x), got ", t.scalar_type());
-  TORCH_CHECK(t.sizes() == shape, name, ": expected shape ", shape, ", got ", t.sizes());
-  TORCH_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor (call .contiguous())");
+  S2V_CHECK(t.sizes() == shape, name, ": expected shape ", shape, ", got ", t.sizes());
+  S2V_CHECK(t.is_contiguous(), name, ": expected a contiguous tensor (call .contiguous())");
 }
 
 void check_absent(const char* name, const at::Tensor& t) {
-  TORCH_CHECK(t.numel() == 0, name, ": must be empty for the basic variant, got shape ",
+  S2V_CHECK(t.numel() == 0, name, ": must be empty for the basic variant, got shape ",
               t.sizes());
 }
 
@@ -70,17 +71,17 @@ Problem problem_of(const at::Tensor& x, int64_t Ch, int64_t k, Layout layout, in
 }
 
 void check_x(const at::Tensor& x) {
-  TORCH_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
+  S2V_CHECK(x.device().is_cpu(), "x: expected a CPU tensor, got one on ", x.device());
   check_dtype(x);
-  TORCH_CHECK(x.dim() == 5, "x: expected [B, T, C, H, W], got shape ", x.sizes());
+  S2V_CHECK(x.dim() == 5, "x: expected [B, T, C, H, W], got shape ", x.sizes());
   for (int d : {0, 1, 2, 3, 4})
-    TORCH_CHECK(x.size(d) >= 1, "x: expected every dimension >= 1, got shape ", x.sizes());
-  TORCH_CHECK(x.is_contiguous(), "x: expected a contiguous tensor (call .contiguous())");
+    S2V_CHECK(x.size(d) >= 1, "x: expected every dimension >= 1, got shape ", x.sizes());
+  S2V_CHECK(x.is_contiguous(), "x: expected a contiguous tensor (call .contiguous())");
 }
 
 // k of a square weight [3, Ch, C+Ch, k, k] (odd).
 int64_t square_k(const at::Tensor& w) {
-  TORCH_CHECK(w.dim() == 5 && w.size(0) == 3 && w.size(3) == w.size(4) && w.size(3) % 2 == 1,
+  S2V_CHECK(w.dim() == 5 && w.size(0) == 3 && w.size(3) == w.size(4) && w.size(3) % 2 == 1,
               "w_sq: expected [3, Ch, C + Ch, k, k] with odd k, got shape ", w.sizes());
   return w.size(3);
 }
@@ -102,7 +103,7 @@ LayerArgs check_layer(const at::Tensor& x, const at::Tensor& xh, const at::Tenso
   check_arg("w_sq", w[0], x, {3, Ch, C + Ch, k, k});
   check_arg("b_sq", w[1], x, {3, Ch});
   if (directional) {
-    TORCH_CHECK(Ch == C, "w_sq: the directional layer needs C_hid = C = ", C, ", got ", Ch);
+    S2V_CHECK(Ch == C, "w_sq: the directional layer needs C_hid = C = ", C, ", got ", Ch);
     const int64_t taps = dir_taps(k);
     check_arg("w_h", w[2], x, {3, Ch, C + Ch, taps});
     check_arg("b_h", w[3], x, {3, Ch});
@@ -111,7 +112,7 @@ LayerArgs check_layer(const at::Tensor& x, const at::Tensor& xh, const at::Tenso
     check_arg("blend_w", w[6], x, {C + 1, 5 * Ch});
     check_arg("blend_b", w[7], x, {C + 1});
   } else {
-    TORCH_CHECK(Ch == C + 1, "w_sq: the basic variant needs C_hid = C + 1 = ", C + 1, ", got ",
+    S2V_CHECK(Ch == C + 1, "w_sq: the basic variant needs C_hid = C + 1 = ", C + 1, ", got ",
                 Ch);
     const char* names[] = {"b_h", "w_w", "b_w", "blend_w", "blend_b"};
     for (int i = 3; i < 8; ++i) check_absent(names[i - 3], w[i]);
@@ -157,9 +158,9 @@ std::vector<at::Tensor> widen_all(const std::vector<at::Tensor>& v, at::ScalarTy
 }
 
 void check_cell_orientation(int64_t orientation, int64_t direction) {
-  TORCH_CHECK(orientation >= 0 && orientation <= 2,
+  S2V_CHECK(orientation >= 0 && orientation <= 2,
               "orientation: expected 0 (square), 1 ('h') or 2 ('w'), got ", orientation);
-  TORCH_CHECK(direction == 1 || direction == -1, "direction: expected +1 or -1, got ",
+  S2V_CHECK(direction == 1 || direction == -1, "direction: expected +1 or -1, got ",
               direction);
 }
 
@@ -170,15 +171,15 @@ Problem check_cell(const at::Tensor& x, const at::Tensor& h0, const at::Tensor& 
   const int64_t B = x.size(0), C = x.size(2), H = x.size(3), W = x.size(4);
   int64_t k;
   if (orientation == 0) {
-    TORCH_CHECK(weight.dim() == 5, "weight: expected [3, Ch, C + Ch, k, k], got shape ",
+    S2V_CHECK(weight.dim() == 5, "weight: expected [3, Ch, C + Ch, k, k], got shape ",
                 weight.sizes());
     k = square_k(weight);
   } else {
-    TORCH_CHECK(weight.dim() == 4 && weight.size(0) == 3,
+    S2V_CHECK(weight.dim() == 4 && weight.size(0) == 3,
                 "weight: expected [3, Ch, C + Ch, taps], got shape ", weight.sizes());
     int64_t half = 1;
     while (half * half < weight.size(3)) ++half;
-    TORCH_CHECK(half * half == weight.size(3), "weight: the tap count ", weight.size(3),
+    S2V_CHECK(half * half == weight.size(3), "weight: the tap count ", weight.size(3),
                 " is not ((k + 1) / 2)^2 for an odd k");
     k = 2 * half - 1;
   }
@@ -239,7 +240,7 @@ std::vector<at::Tensor> backward(const at::Tensor& dy, const at::Tensor& dh_last
   p.recompute_candidate = compute_type(x) != x.scalar_type();
   const bool has_saved = saved.defined() && saved.numel() > 0;
   if (has_saved) {
-    TORCH_CHECK(!p.recompute_candidate && saved.scalar_type() == x.scalar_type() &&
+    S2V_CHECK(!p.recompute_candidate && saved.scalar_type() == x.scalar_type() &&
                     saved.is_contiguous() && saved.device().is_cpu() &&
                     saved.numel() == p.flows() * p.T * 3 * p.B * p.H * p.W * p.Ch,
                 "saved: expected the gates saved by video_predictor_forward for this input "
