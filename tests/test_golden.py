@@ -100,3 +100,18 @@ def test_runner_works_on_a_renamed_copy_with_fewer_calls(tmp_path):
     np.savez(dst, **arrays)
     res = golden.run_file(str(dst))
     assert res.passed(1e-5) and "y1" not in res.errors and "y0" in res.errors
+
+
+def test_bf16_rounding_floor_explains_the_one_unattainable_case(capsys):
+    """me_feedback_L3_train's feedback-bias gradient is ill-conditioned: exact float64
+    arithmetic on the bf16-rounded inputs is already past 2e-2, so every backend
+    FAILs it in bf16; the CLI says so next to the FAIL. A well-conditioned case's
+    floor stays far below its error budget."""
+    bad = os.path.join(EXTRA_DIR, "me_feedback_L3_train.npz")
+    good = os.path.join(EXTRA_DIR, "me_feedback_L3_train_seed210.npz")
+    assert golden.rounding_floor(bad, "bf16").errors["grad1/feedback_bias"] > 2e-2
+    assert max(golden.rounding_floor(good, "bf16").errors.values()) < 1e-2
+    assert golden.main([bad, "--precision", "bf16"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL me_feedback_L3_train.npz" in out
+    assert "exact float64 arithmetic on the bf16-rounded inputs and weights: 3." in out
