@@ -94,6 +94,24 @@ class GruReshape(torch.nn.Module):
         return u
 
 
+def _kernel_name(mangled: str) -> str:
+    """`forward_grouped_kernel<bf16, 4>` from a mangled kernel name."""
+    m = re.search(r"(forward_grouped_kernel|backward_grouped_kernel|forward_kernel|"
+                  r"backward_kernel)(.*)NS0_6Params", mangled)
+    if not m:
+        return mangled
+    args = []
+    tail = m.group(2) or ""
+    if "13__nv_bfloat16" in tail:
+        args.append("bf16")
+    elif tail.startswith("If") or "IfLi" in tail:
+        args.append("float")
+    lanes = re.search(r"Li(\d+)E", tail)
+    if lanes:
+        args.append(lanes.group(1))
+    return m.group(1) + (f"<{', '.join(args)}>" if args else "")
+
+
 def ptxas_kernels() -> list:
     """Registers and spills of every CUDA kernel from `nvcc -Xptxas -v` (where nvcc exists)."""
     nvcc = shutil.which("nvcc") or ("/usr/local/bin/nvcc" if os.path.exists("/usr/local/bin/nvcc")
@@ -101,40 +119,27 @@ def ptxas_kernels() -> list:
     if nvcc is None:
         return []
     out = []
-    src = os.path.join(ROOT, "csrc", "dilated_gru", "dilated_gru_cuda.cu")
-    for arch in ("sm_80", "sm_90a"):
-        proc = subprocess.run([nvcc, "-std=c++17", f"-arch={arch}", "-O3", "-Xptxas", "-v",
-                               "-I", os.path.join(ROOT, "csrc"), "-cubin", "-o", os.devnull, src],
-                              capture_output=True, text=True)
-        current = None
-        for line in (proc.stdout + proc.stderr).splitlines():
-            m = re.search(r"Function properties for (\S+)", line)
-            if m:
-                name = re.sub(r".*(forward_kernel|backward_kernel)(I13__nv_bfloat16|If)?.*",
-                              lambda k: k.group(1) + {"I13__nv_bfloat16": "<bf16>",
-                                                      "If": "<float>"}.get(k.group(2) or "", ""),
-                              m.group(1))
-                current = {"name": name, "arch": arch, "registers": None}
-                out.append(current)
-                continue
-            m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
-            if m and current is not None:
-                current["spill_stores"], current["spill_loads"] = int(m.group(1)), int(m.group(2))
-            m = re.search(r"Used (\d+) registers", line)
-            if m and current is not None:
-                current["registers"] = int(m.group(1))
+    for source in ("dilated_gru_cuda.cu", "dilated_gru_cuda_grouped.cu"):
+        src = os.path.join(ROOT, "csrc", "dilated_gru", source)
+        for arch in ("sm_80", "sm_90a"):
+            proc = subprocess.run([nvcc, "-std=c++17", f"-arch={arch}", "-O3", "-Xptxas", "-v",
+                                   "-I", os.path.join(ROOT, "csrc"), "-cubin", "-o", os.devnull,
+                                   src], capture_output=True, text=True)
+            current = None
+            for line in (proc.stdout + proc.stderr).splitlines():
+                m = re.search(r"Function properties for (\S+)", line)
+                if m:
+                    current = {"name": _kernel_name(m.group(1)), "arch": arch, "registers": None}
+                    out.append(current)
+                    continue
+                m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+                if m and current is not None:
+                    current["spill_stores"] = int(m.group(1))
+                    current["spill_loads"] = int(m.group(2))
+                m = re.search(r"Used (\d+) registers", line)
+                if m and current is not None:
+                    current["registers"] = int(m.group(1))
     return out
-
-
-def check_gru_reshape(device) -> float:
-    """The composite computes the same function (else its time means nothing)."""
-    torch.manual_seed(0)
-    base = DilatedResidualGRU(D, L, DILATION, backend="eager").to(device)
-    comp = GruReshape(base).to(device)
-    x = torch.randn(2, 37, D, device=device)
-    with torch.no_grad():
-        a, b = comp(x), base(x)[0]
-    return ((a - b).abs().max() / b.abs().max()).item()
 
 
 def flops(T: int, B: int, pas: str) -> float:
@@ -148,8 +153,14 @@ def make_step(impl: str, case: dict):
     base = DilatedResidualGRU(D, L, DILATION, backend="eager").to(device)
     if impl == "gru_reshape":
         model = GruReshape(base).to(device)
-    elif impl in ("cpu", "cuda"):
-        model = DilatedResidualGRU(D, L, DILATION, backend=impl).to(device)
+    elif impl in ("cpu", "cuda", "cuda_grouped"):
+        # cuda_grouped: the CUDA backend with its grouped kernels (read per call
+        # from S2V_DGRU_CUDA_KERNEL; the backends are timed one after another).
+        if impl == "cuda_grouped":
+            os.environ["S2V_DGRU_CUDA_KERNEL"] = "grouped"
+        else:
+            os.environ.pop("S2V_DGRU_CUDA_KERNEL", None)
+        model = DilatedResidualGRU(D, L, DILATION, backend=impl.split("_")[0]).to(device)
         model.load_state_dict(base.state_dict())
     else:
         model = base
@@ -230,6 +241,7 @@ def main(argv=None) -> int:
     impls = ["eager", "compile", "compile_cell", "gru_reshape", fused]
     if on_gpu:
         impls.insert(1, "eager_cuda_graph")
+        impls.append("cuda_grouped")
     shapes = [(T, B) for T in ((256,) if args.quick else (256, 2048)) for B in (1, 16)]
     rows = []
     for T, B in shapes:
@@ -242,7 +254,9 @@ def main(argv=None) -> int:
         for axis, case in sweeps:
             for pas in PASSES:
                 rows.append(row_for(dict(case, device=device, **{"pass": pas}),
-                                    ["eager", "gru_reshape", fused], args, peaks, sweep=axis))
+                                    ["eager", "gru_reshape", fused]
+                                + (["cuda_grouped"] if on_gpu else []), args, peaks,
+                                sweep=axis))
 
     path = write_results("dilated_gru", rows, tests, device=device, kernels=ptxas_kernels(),
                          out_dir=args.out,

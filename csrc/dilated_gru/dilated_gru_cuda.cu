@@ -22,72 +22,16 @@
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
+#include <cstdlib>
+#include <cstring>
+
 #include "dilated_gru/dilated_gru.h"
 #include "dilated_gru/dilated_gru_cell.h"
+#include "dilated_gru/dilated_gru_cuda_common.cuh"
 
 namespace s2v {
 namespace dgru {
 namespace {
-
-struct Params {
-  int64_t T, D;
-  int L;
-  bool feedback, has_state, whh_smem;
-  int64_t span[kMaxLayers];
-  int64_t seg[kMaxLayers];
-  int64_t R;
-  const float* gi0;
-  const float* u0;
-  const float* w_ih;  // forward: [L, D, 3D] transposed; backward: [L, 3D, D]
-  const float* w_hh;
-  const float* b_ih;
-  const float* b_hh;
-  void* hist;
-  void* y;
-  // backward
-  const float* gi;
-  const float* gh;
-  const float* u;
-  const float* histf;
-  const float* dy;
-  float* dhist;
-  float* dgi;
-  float* dgh;
-  float* du0;
-  int64_t B;
-};
-
-template <typename S> struct Io;
-template <> struct Io<float> {
-  static __device__ __forceinline__ float load(const float* p) { return *p; }
-  static __device__ __forceinline__ float round(float v) { return v; }
-  static __device__ __forceinline__ void store(float* p, float v) { *p = v; }
-};
-template <> struct Io<__nv_bfloat16> {
-  static __device__ __forceinline__ float load(const __nv_bfloat16* p) {
-    return __bfloat162float(*p);
-  }
-  static __device__ __forceinline__ float round(float v) {
-    return __bfloat162float(__float2bfloat16_rn(v));
-  }
-  static __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
-    *p = __float2bfloat16_rn(v);
-  }
-};
-
-__device__ __forceinline__ int64_t step_of(const Params& p, int64_t s, int l, bool reverse) {
-  if (p.feedback) {
-    const int64_t t = s / p.L;
-    if (s % p.L != (reverse ? p.L - 1 - l : l)) return -1;
-    return reverse ? p.T - 1 - t : t;
-  }
-  const int64_t t = reverse ? p.T - 1 - s + (p.L - 1 - l) : s - l;
-  return (t >= 0 && t < p.T) ? t : -1;
-}
-
-__host__ __device__ __forceinline__ int64_t super_steps(int64_t T, int L, bool feedback) {
-  return feedback ? T * L : T + L - 1;
-}
 
 // Shared memory of the forward, in floats:
 //   ubuf [2][L+1][D] | hvec [L][D] | yprev [D] | whh_t [L][D][3D] (when it fits)
@@ -276,20 +220,13 @@ __global__ void backward_kernel(Params p) {
   }
 }
 
-Params make_params(const Dims& d) {
-  Params p{};
-  p.B = d.B;
-  p.T = d.T;
-  p.D = d.D;
-  p.L = d.L;
-  p.feedback = d.feedback;
-  p.has_state = d.has_state;
-  for (int l = 0; l < d.L; ++l) {
-    p.span[l] = span(d, l);
-    p.seg[l] = seg_offset(d, l);
-  }
-  p.R = hist_rows(d);
-  return p;
+// S2V_DGRU_CUDA_KERNEL=grouped: the grouped kernels (dilated_gru_cuda_grouped.cu)
+// where the problem fits them; anything else: these per-unit kernels. The
+// per-unit kernels stay the default until the grouped ones have been checked
+// and timed on a GPU.
+bool want_grouped() {
+  const char* v = std::getenv("S2V_DGRU_CUDA_KERNEL");
+  return v != nullptr && std::strcmp(v, "grouped") == 0;
 }
 
 int block_threads(const Dims& d) {
@@ -311,6 +248,12 @@ int forward_cuda(const Dims& d, Storage storage, const float* gi0, const float* 
   p.b_hh = b_hh;
   p.hist = hist;
   p.y = y;
+  if (want_grouped()) {
+    bool launched = false;
+    const int rc = forward_cuda_grouped(d, storage, p, static_cast<cudaStream_t>(stream),
+                                        &launched);
+    if (rc != 0 || launched) return rc;
+  }
   int device = 0, optin = 0;
   cudaError_t err = cudaGetDevice(&device);
   if (err != cudaSuccess) return static_cast<int>(err);
@@ -346,6 +289,11 @@ int backward_cuda(const Dims& d, const float* gi, const float* gh, const float* 
   p.dgi = dgi;
   p.dgh = dgh;
   p.du0 = du0;
+  if (want_grouped()) {
+    bool launched = false;
+    const int rc = backward_cuda_grouped(d, p, static_cast<cudaStream_t>(stream), &launched);
+    if (rc != 0 || launched) return rc;
+  }
   const size_t bytes =
       sizeof(float) * (2 * (d.L + 1) * d.D + d.L * d.D + d.L * 6 * d.D + d.D);
   cudaError_t err = cudaFuncSetAttribute(backward_kernel,

@@ -401,9 +401,21 @@ cuda_only = pytest.mark.skipif(
     reason=f"backend 'cuda' unavailable: {dilated_gru_backends.why_unavailable('cuda')}")
 
 
+@pytest.fixture(params=["per_unit", "grouped"])
+def cuda_kernel(request, monkeypatch):
+    """Both CUDA kernel families (S2V_DGRU_CUDA_KERNEL, read per call): the grouped
+    ones where the problem fits them, else the per-unit ones they fall back to."""
+    monkeypatch.setenv("S2V_DGRU_CUDA_KERNEL", request.param)
+    return request.param
+
+
+# L * D = 1200 > 1024: the grouped kernels decline and the per-unit ones run.
+CUDA_CASES = CASES + [(1, 5, 300, 4, 2, False, True)]
+
+
 @cuda_only
-@pytest.mark.parametrize("case", CASES, ids=case_id)
-def test_cuda_fp32_matches_eager(case):
+@pytest.mark.parametrize("case", CUDA_CASES, ids=case_id)
+def test_cuda_fp32_matches_eager(case, cuda_kernel):
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
     B, T, D, L, dil, fb, st = case
@@ -424,8 +436,9 @@ def test_cuda_fp32_matches_eager(case):
 
 
 @cuda_only
-@pytest.mark.parametrize("case", [CASES[2], CASES[7], CASES[9]], ids=case_id)
-def test_cuda_backward_matches_cpu(case):
+@pytest.mark.parametrize("case", [CASES[2], CASES[7], CASES[8], CASES[9], CASES[10],
+                                  CUDA_CASES[-1]], ids=case_id)
+def test_cuda_backward_matches_cpu(case, cuda_kernel):
     B, T, D, L, dil, fb, st = case
     x, state, params = make_inputs(B, T, D, L, dil, fb, st, dtype=torch.float32)
     g = torch.Generator().manual_seed(1)
@@ -443,6 +456,6 @@ def test_cuda_backward_matches_cpu(case):
 @cuda_only
 @pytest.mark.parametrize("case", [CASES[6], CASES[10], (3, 7, 5, 1, 2, True, True)],
                          ids=case_id)
-def test_cuda_bf16_gradients_match_eager_fp32(case):
+def test_cuda_bf16_gradients_match_eager_fp32(case, cuda_kernel):
     compare("cuda", *case, dtype=torch.bfloat16, tol=BF16_TOL, ref_dtype=torch.float32,
             device="cuda")

@@ -1,0 +1,102 @@
+// What the two CUDA kernel families of the dilated GRU stack share: the launch
+// parameters, bf16/fp32 storage access and the wavefront schedule.
+//   dilated_gru_cuda.cu          one thread per (layer, unit) (any size)
+//   dilated_gru_cuda_grouped.cu  a group of lanes per (layer, unit), weights and
+//                                states in shared memory (when they fit)
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include "dilated_gru/dilated_gru.h"
+
+namespace s2v {
+namespace dgru {
+
+struct Params {
+  int64_t T, D;
+  int L;
+  bool feedback, has_state, whh_smem;
+  int64_t span[kMaxLayers];
+  int64_t seg[kMaxLayers];
+  int64_t R;
+  const float* gi0;
+  const float* u0;
+  const float* w_ih;  // forward: [L, D, 3D] transposed; backward: [L, 3D, D]
+  const float* w_hh;
+  const float* b_ih;
+  const float* b_hh;
+  void* hist;
+  void* y;
+  // backward
+  const float* gi;
+  const float* gh;
+  const float* u;
+  const float* histf;
+  const float* dy;
+  float* dhist;
+  float* dgi;
+  float* dgh;
+  float* du0;
+  int64_t B;
+};
+
+template <typename S> struct Io;
+template <> struct Io<float> {
+  static __device__ __forceinline__ float load(const float* p) { return *p; }
+  static __device__ __forceinline__ float round(float v) { return v; }
+  static __device__ __forceinline__ void store(float* p, float v) { *p = v; }
+};
+template <> struct Io<__nv_bfloat16> {
+  static __device__ __forceinline__ float load(const __nv_bfloat16* p) {
+    return __bfloat162float(*p);
+  }
+  static __device__ __forceinline__ float round(float v) {
+    return __bfloat162float(__float2bfloat16_rn(v));
+  }
+  static __device__ __forceinline__ void store(__nv_bfloat16* p, float v) {
+    *p = __float2bfloat16_rn(v);
+  }
+};
+
+__device__ __forceinline__ int64_t step_of(const Params& p, int64_t s, int l, bool reverse) {
+  if (p.feedback) {
+    const int64_t t = s / p.L;
+    if (s % p.L != (reverse ? p.L - 1 - l : l)) return -1;
+    return reverse ? p.T - 1 - t : t;
+  }
+  const int64_t t = reverse ? p.T - 1 - s + (p.L - 1 - l) : s - l;
+  return (t >= 0 && t < p.T) ? t : -1;
+}
+
+__host__ __device__ __forceinline__ int64_t super_steps(int64_t T, int L, bool feedback) {
+  return feedback ? T * L : T + L - 1;
+}
+
+inline Params make_params(const Dims& d) {
+  Params p{};
+  p.B = d.B;
+  p.T = d.T;
+  p.D = d.D;
+  p.L = d.L;
+  p.feedback = d.feedback;
+  p.has_state = d.has_state;
+  for (int l = 0; l < d.L; ++l) {
+    p.span[l] = span(d, l);
+    p.seg[l] = seg_offset(d, l);
+  }
+  p.R = hist_rows(d);
+  return p;
+}
+
+// Launches of the grouped kernels (dilated_gru_cuda_grouped.cu). Return 0 or a
+// cudaError_t value; *launched is false (and nothing ran) when the problem does
+// not fit the grouped kernels (L * D > 1024, or the recurrent states do not fit
+// in shared memory): the caller then runs the per-unit kernels.
+int forward_cuda_grouped(const Dims& d, Storage storage, Params p, cudaStream_t stream,
+                         bool* launched);
+int backward_cuda_grouped(const Dims& d, Params p, cudaStream_t stream, bool* launched);
+
+}  // namespace dgru
+}  // namespace s2v
