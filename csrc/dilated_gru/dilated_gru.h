@@ -36,8 +36,10 @@
 //   u      [L, B, T, D]: recomputed input of every layer (u[0] = u0 + feedback).
 //   dy     [B, T, D]: gradient of y.
 //   dhist  [B, R, D]: in: zeros except the rows of the new state, which hold
-//          its gradient; out: gradient of every history row (the rows of the
-//          incoming state are the state's gradient; the others are consumed).
+//          its gradient; out: the rows of the incoming state hold the state's
+//          gradient; the other rows are undefined (the CPU and per-unit CUDA
+//          kernels leave partial sums there, the grouped CUDA kernels leave
+//          them untouched).
 //   dgi, dgh [L, B, T, 3D]: out: gradients of gi, gh (for dW = dg^T u, db = sum).
 //   du0    [B, T, D]: out: gradient of u^0 (= of x, or of s with feedback).
 //

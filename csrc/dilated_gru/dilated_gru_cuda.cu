@@ -37,7 +37,7 @@ namespace {
 //   ubuf [2][L+1][D] | hvec [L][D] | yprev [D] | whh_t [L][D][3D] (when it fits)
 template <typename S>
 __global__ void forward_kernel(Params p) {
-  extern __shared__ float smem[];
+  S2V_DYNAMIC_SMEM(smem);
   const int64_t D = p.D, D3 = 3 * D, T = p.T;
   const int L = p.L;
   const int64_t b = blockIdx.x;
@@ -140,7 +140,7 @@ __global__ void forward_kernel(Params p) {
 // Shared memory of the backward, in floats:
 //   dubuf [2][L+1][D] | dres [L][D] | gbuf [L][6D] | carry [D]
 __global__ void backward_kernel(Params p) {
-  extern __shared__ float smem[];
+  S2V_DYNAMIC_SMEM(smem);
   const int64_t D = p.D, D3 = 3 * D, T = p.T, B = p.B;
   const int L = p.L;
   const int64_t b = blockIdx.x;
@@ -236,6 +236,7 @@ int block_threads(const Dims& d) {
 
 }  // namespace
 
+#ifndef S2V_CUDA_EMULATION
 int forward_cuda(const Dims& d, Storage storage, const float* gi0, const float* u0,
                  const float* w_ih_t, const float* w_hh_t, const float* b_ih, const float* b_hh,
                  void* hist, void* y, void* stream) {
@@ -308,6 +309,7 @@ int backward_cuda(const Dims& d, const float* gi, const float* gh, const float* 
 const char* cuda_error_string(int code) {
   return cudaGetErrorString(static_cast<cudaError_t>(code));
 }
+#endif  // S2V_CUDA_EMULATION
 
 }  // namespace dgru
 }  // namespace s2v

@@ -11,6 +11,17 @@
 
 #include "dilated_gru/dilated_gru.h"
 
+// A kernel's dynamic shared memory. S2V_CUDA_EMULATION is defined when
+// tests/cuda_emulation compiles these kernels as plain C++ (one std::thread per
+// CUDA thread, std::barrier for __syncthreads, emulated warp shuffles), where
+// the block's shared memory is a buffer of the emulator; the host-side launch
+// code is left out of such builds.
+#ifdef S2V_CUDA_EMULATION
+#define S2V_DYNAMIC_SMEM(name) float* name = s2v_emulated_shared_memory()
+#else
+#define S2V_DYNAMIC_SMEM(name) extern __shared__ float name[]
+#endif
+
 namespace s2v {
 namespace dgru {
 
@@ -90,6 +101,7 @@ inline Params make_params(const Dims& d) {
   return p;
 }
 
+#ifndef S2V_CUDA_EMULATION
 // Launches of the grouped kernels (dilated_gru_cuda_grouped.cu). Return 0 or a
 // cudaError_t value; *launched is false (and nothing ran) when the problem does
 // not fit the grouped kernels (L * D > 1024, or the recurrent states do not fit
@@ -97,6 +109,7 @@ inline Params make_params(const Dims& d) {
 int forward_cuda_grouped(const Dims& d, Storage storage, Params p, cudaStream_t stream,
                          bool* launched);
 int backward_cuda_grouped(const Dims& d, Params p, cudaStream_t stream, bool* launched);
+#endif
 
 }  // namespace dgru
 }  // namespace s2v

@@ -138,7 +138,7 @@ __device__ __forceinline__ int64_t dring_slot(int64_t tau, int64_t m) {
 template <typename S, int G>
 __global__ void __launch_bounds__(kMaxThreads)
     forward_grouped_kernel(Params p, Placement pl) {
-  extern __shared__ float smem[];
+  S2V_DYNAMIC_SMEM(smem);
   const int64_t D = p.D, D3 = 3 * D, T = p.T;
   const int L = p.L;
   const int64_t b = blockIdx.x;
@@ -147,14 +147,14 @@ __global__ void __launch_bounds__(kMaxThreads)
   S* Y = static_cast<S*>(p.y) + b * T * D;
 
   load_weights(smem, p.w_ih, p.w_hh, L, D, D3, pl);
-  // The incoming states into the rings: h^l_tau for tau in [-span, 0) sits in
-  // slot tau mod (span + 1).
+  // The incoming states into the rings. The step loop keeps h^l_tau in slot
+  // (tau + span) mod (span + 1) (it reads h_{t - span} from slot t mod (span + 1)
+  // and writes h_t to slot (t + span) mod (span + 1)); for tau in [-span, 0)
+  // that is slot tau + span, the state's row.
   for (int l = 0; l < L; ++l) {
-    const int64_t m = p.span[l] + 1;
     for (int64_t i = threadIdx.x; i < p.span[l] * D; i += blockDim.x) {
-      const int64_t row = i / D, k = i - row * D;  // row = tau + span
-      smem[pl.ring_off[l] + dring_slot(row - p.span[l], m) * D + k] =
-          Io<S>::load(H + (p.seg[l] + row) * D + k);
+      const int64_t row = i / D, k = i - row * D;  // row = tau + span < span + 1
+      smem[pl.ring_off[l] + row * D + k] = Io<S>::load(H + (p.seg[l] + row) * D + k);
     }
   }
   // y_{-1} for the feedback: the oldest stored h of the last layer, or 0.
@@ -252,8 +252,8 @@ __global__ void __launch_bounds__(kMaxThreads)
         ir = gi_r + ar;
         iz = gi_z + az;
         in_ = gi_n + an;
+        // y_{t-1}; ubuf starts with y_{-1} (0 without a state).
         uin_j = u0j + (p.feedback ? uin_buf[L * D + j] : 0.0f);
-        if (p.feedback && !(t > 0 || p.has_state)) uin_j = u0j;
       } else {
         ir = __ldg(bi) + ar;
         iz = __ldg(bi + Di) + az;
@@ -288,10 +288,11 @@ __global__ void __launch_bounds__(kMaxThreads)
 //   dubuf [2][L+1][D] | dres [L][D] | gbuf [L][6D] | carry [D] | rings | weights
 // Layer l's ring holds the gradients of h^l_tau, tau in (t - span - 1, t],
 // slot tau mod (span + 1); a slot is zeroed once read, for the tau it serves
-// next.
+// next. Of dhist only the incoming state's rows are written (at the end): the
+// caller reads nothing else.
 template <int G>
 __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p, Placement pl) {
-  extern __shared__ float smem[];
+  S2V_DYNAMIC_SMEM(smem);
   const int64_t D = p.D, D3 = 3 * D, T = p.T, B = p.B;
   const int L = p.L;
   const int64_t b = blockIdx.x;
@@ -412,6 +413,7 @@ __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p,
   }
 }
 
+#ifndef S2V_CUDA_EMULATION
 int smem_budget(size_t* optin) {
   int device = 0, value = 0;
   cudaError_t err = cudaGetDevice(&device);
@@ -456,8 +458,10 @@ int launch_backward(const Dims& d, const Params& p, const Placement& pl, cudaStr
   }
 }
 
+#endif  // S2V_CUDA_EMULATION
 }  // namespace
 
+#ifndef S2V_CUDA_EMULATION
 int forward_cuda_grouped(const Dims& d, Storage storage, Params p, cudaStream_t stream,
                          bool* launched) {
   *launched = false;
@@ -481,6 +485,8 @@ int backward_cuda_grouped(const Dims& d, Params p, cudaStream_t stream, bool* la
   *launched = true;
   return launch_backward(d, p, pl, stream);
 }
+
+#endif  // S2V_CUDA_EMULATION
 
 }  // namespace dgru
 }  // namespace s2v
