@@ -8,8 +8,7 @@ paper) on synthetic data: one training iteration (D_V, D_I and G steps with
 WGAN-GP, batch 1, T frames) in ms per iteration, and generation in ms per
 output frame (one T-frame chunk, no encoding), for ``eager`` and every other
 backend that runs on the device (``auto`` included). Sizes: 64 px, and 128 px
-on a GPU; ``--quick``: 5 repetitions at one size, 64 px on a CPU and 128 px
-(the size the GPU targets name) on a GPU. ``floor_ms``: the FLOPs that
+on a GPU; ``--quick``: 64 px, 5 repetitions. ``floor_ms``: the FLOPs that
 torch's per-op FLOP formulas (``torch.utils.flop_counter``) count for one eager iteration (convolutions and
 matrix products, backward included) over the matmul rate measured in the same
 run. Writes ``<out>/<date>-<device>-product.json`` (schema in common.py).
@@ -113,8 +112,7 @@ def counted_flops(fn) -> float:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="5 repetitions, 64 px on a CPU, 128 px on a GPU")
+    parser.add_argument("--quick", action="store_true", help="64 px, 5 repetitions")
     parser.add_argument("--sizes", type=int, nargs="*", default=None)
     parser.add_argument("--frames", type=int, default=16)
     parser.add_argument("--reps", type=int, default=None)
@@ -124,12 +122,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     reps = resolve_reps(parser, args.reps, args.quick)
     on_gpu = args.device.startswith("cuda")
-    if args.sizes:
-        sizes = args.sizes
-    elif args.quick:
-        sizes = [128] if on_gpu else [64]
-    else:
-        sizes = [64, 128] if on_gpu else [64]
+    sizes = args.sizes or ([64] if args.quick or not on_gpu else [64, 128])
     tests = start_run(args.threads, TESTS)
     if tests is None:
         return 1

@@ -6,8 +6,7 @@
 The directional layer, C = 32, k = 3, T = 16; ``fwd`` (no grad) and
 ``fwdbwd`` (forward, then the backward of Σ y into x and every parameter).
 
-- Shapes: 64² (and 128² on a GPU), B = 1 and 4; ``--quick``: B = 1 at 64² on a CPU,
-  at 128² (the shape the GPU targets name) on a GPU.
+- Shapes: 64² (and 128² on a GPU), B = 1 and 4; ``--quick``: 64², B = 1.
 - dtypes: fp32 (TF32 off everywhere); bf16 too on a GPU.
 - Implementations: ``eager`` (``VideoPredictor(backend='eager')``, SPEC §5 in
   PyTorch ops); ``compile`` (``torch.compile`` of that module, default
@@ -178,10 +177,7 @@ def main(argv=None) -> int:
     print(f"peaks: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s, copy {peaks['dram_gbs']:.0f} GB/s",
           flush=True)
 
-    if args.quick:
-        sizes = (128,) if on_gpu else (64,)
-    else:
-        sizes = (64, 128) if on_gpu else (64,)
+    sizes = (64,) if args.quick else ((64, 128) if on_gpu else (64,))
     batches = (1,) if args.quick else (1, 4)
     rows = []
     for dt in dtypes:

@@ -8,8 +8,7 @@ JSON each writes into a scratch folder, and merges them into one
 ``<out>/<YYYY-MM-DD>-<device-slug>.json`` with the schema of
 ``profiling/common.py``: benchmarks and kernels concatenated, test counts
 summed. ``--quick`` passes ``--quick`` to the benchmarks (5 repetitions instead of
-20; one size each: 64 px on a CPU, the 128-px shapes the GPU targets name on a
-GPU; T = 256 for the dilated GRU; no scaling sweeps). The top-level
+20; 64-px and T = 256 shapes only; no scaling sweeps). The top-level
 ``peaks`` are those the benchmarks measured (first non-null value of each).
 Afterwards ``profiling/plot.py`` renders the PNGs next to the JSON when
 matplotlib is installed (``pip install -e '.[profiling]'``).
