@@ -6,7 +6,8 @@
 The directional layer, C = 32, k = 3, T = 16; ``fwd`` (no grad) and
 ``fwdbwd`` (forward, then the backward of Σ y into x and every parameter).
 
-- Shapes: 64² (and 128² on a GPU), B = 1 and 4; ``--quick``: 64², B = 1.
+- Shapes: 64² (and 128² on a GPU), B = 1 and 4; ``--quick``: 64², B = 1;
+  ``--sizes`` replaces the frame sizes.
 - dtypes: fp32 (TF32 off everywhere); bf16 too on a GPU.
 - Implementations: ``eager`` (``VideoPredictor(backend='eager')``, SPEC §5 in
   PyTorch ops); ``compile`` (``torch.compile`` of that module, default
@@ -158,6 +159,9 @@ def kernel_rows() -> list:
 
 def main(argv=None) -> int:
     ap = op_bench_parser(__doc__, "64², B = 1, 5 repetitions, no sweeps", 600.0)
+    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+                    help="frame sizes to time instead of the default ones (e.g. 128 for "
+                         "the shape the GPU targets name)")
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args.child, time_case)
@@ -178,6 +182,8 @@ def main(argv=None) -> int:
           flush=True)
 
     sizes = (64,) if args.quick else ((64, 128) if on_gpu else (64,))
+    if args.sizes:
+        sizes = tuple(args.sizes)
     batches = (1,) if args.quick else (1, 4)
     rows = []
     for dt in dtypes:

@@ -9,7 +9,8 @@
 #   3. gputest  the GPU tests of the fused ops (both CUDA kernel families of the
 #               dilated GRU, the Triton video predictor), slowest listed
 #   4. bench    the dilated GRU, video predictor and product benchmarks
-#               (--quick --no-compile; their op tests limited to the GPU ones)
+#               (--quick --no-compile, plus 128 px; their op tests limited to
+#               the GPU ones; one JSON per benchmark under WORKDIR/bench)
 #   5. suite    the whole test suite (pytest-xdist when installed)
 #   6. ncu      Nsight Compute over the fused ops, per-unit and grouped kernels
 # Everything lands under WORKDIR; TARBALL (.tar.gz) is rewritten after every
@@ -73,10 +74,15 @@ S2V_STAGE_TIMEOUT=300 "${CHECK[@]}" build | tail -n 3 | tee -a "$WORK/lease.txt"
 S2V_STAGE_TIMEOUT=120 "${CHECK[@]}" golden | tail -n 3 | tee -a "$WORK/lease.txt"
 run_step gputest 60 150 "$PY" -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=15 \
     tests/ops tests/test_triton_compile.py -k "gpu or cuda"
-for m in dilated_gru video_predictor product; do
-    S2V_PYTEST_ARGS="${xdist[*]} -k 'gpu or cuda'" run_step "bench_$m" 60 240 \
-        "$PY" -m profiling.run_all --out "$WORK/bench" --quick --no-compile --only "bench_$m"
-done
+# --quick, plus the 128-px shapes the GPU targets name (--quick alone is 64 px).
+export S2V_PYTEST_ARGS="${xdist[*]} -k 'gpu or cuda'"
+run_step bench_dilated_gru 60 240 "$PY" -m profiling.bench_dilated_gru --quick --no-compile \
+    --out "$WORK/bench"
+run_step bench_video_predictor 60 240 "$PY" -m profiling.bench_video_predictor --quick \
+    --no-compile --sizes 64 128 --out "$WORK/bench"
+run_step bench_product 60 240 "$PY" -m profiling.bench_product --quick --sizes 64 128 \
+    --out "$WORK/bench"
+unset S2V_PYTEST_ARGS
 run_step suite 120 300 "$PY" -m pytest -q -p no:cacheprovider "${xdist[@]}" --durations=25 tests
 run_step ncu 60 150 "$PY" -m profiling.ncu --out "$WORK/ncu" --dtypes fp32 --launch-count 4
 S2V_DGRU_CUDA_KERNEL=grouped run_step ncu_grouped 45 120 "$PY" -m profiling.ncu \
