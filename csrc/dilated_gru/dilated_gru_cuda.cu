@@ -141,14 +141,13 @@ __global__ void forward_kernel(Params p) {
 //   dubuf [2][L+1][D] | dres [L][D] | gbuf [L][6D] | carry [D]
 __global__ void backward_kernel(Params p) {
   S2V_DYNAMIC_SMEM(smem);
-  const int64_t D = p.D, D3 = 3 * D, T = p.T, B = p.B;
+  const int64_t D = p.D, D3 = 3 * D, T = p.T;
   const int L = p.L;
   const int64_t b = blockIdx.x;
   float* dubuf = smem;
   float* dres = dubuf + 2 * (L + 1) * D;
   float* gbuf = dres + L * D;
   float* carry = gbuf + L * 6 * D;
-  const float* H = p.histf + b * p.R * D;
   float* dH = p.dhist + b * p.R * D;
   const int64_t items = L * D;
   for (int64_t k = threadIdx.x; k < D; k += blockDim.x) carry[k] = 0.0f;
@@ -164,30 +163,10 @@ __global__ void backward_kernel(Params p) {
       const int64_t j = i - l * D;
       const int64_t t = step_of(p, q, l, true);
       if (t < 0) continue;
-      const int64_t gidx = ((l * B + b) * T + t) * D3;
-      const float* gil = p.gi + gidx;
-      const float* ghl = p.gh + gidx;
-      float gn = (l == L - 1) ? p.dy[(b * T + t) * D + j] : gin_buf[(l + 1) * D + j];
-      if (l == L - 1 && p.feedback) gn += carry[j];
-      const float hc = H[(p.seg[l] + p.span[l] + t) * D + j];
-      const float ul = p.u[((l * B + b) * T + t) * D + j];
-      const float dr = L > 1 ? residual_backward(hc, ul, gn) : 0.0f;
-      const float dh = dH[(p.seg[l] + p.span[l] + t) * D + j] + (L > 1 ? dr : gn);
-      const float hp = H[(p.seg[l] + t) * D + j];
-      const Gates<float> gt =
-          cell_gates(gil[j], gil[D + j], gil[2 * D + j], ghl[j], ghl[D + j], ghl[2 * D + j]);
-      const CellGrad<float> c = cell_backward(gt, hp, dh);
-      float* dgil = p.dgi + gidx;
-      float* dghl = p.dgh + gidx;
-      float* gf = gbuf + l * 6 * D;
-      dgil[j] = gf[j] = c.dgi_r;
-      dgil[D + j] = gf[D + j] = c.dgi_z;
-      dgil[2 * D + j] = gf[2 * D + j] = c.dgi_n;
-      dghl[j] = gf[D3 + j] = c.dgi_r;
-      dghl[D + j] = gf[D3 + D + j] = c.dgi_z;
-      dghl[2 * D + j] = gf[D3 + 2 * D + j] = c.dgh_n;
-      dH[(p.seg[l] + t) * D + j] += c.dh_prev;
-      dres[l * D + j] = dr;
+      const UnitGrad ug = unit_backward(p, b, l, j, t, dH[(p.seg[l] + p.span[l] + t) * D + j],
+                                        gin_buf, carry, gbuf + l * 6 * D);
+      dH[(p.seg[l] + t) * D + j] += ug.dh_prev;
+      dres[l * D + j] = ug.dres;
     }
     __syncthreads();
     // Phase B: W^T dg for every active (layer, unit); thread k reads column k
@@ -220,6 +199,7 @@ __global__ void backward_kernel(Params p) {
   }
 }
 
+#ifndef S2V_CUDA_EMULATION
 // S2V_DGRU_CUDA_KERNEL=grouped: the grouped kernels (dilated_gru_cuda_grouped.cu)
 // where the problem fits them; anything else: these per-unit kernels. The
 // per-unit kernels stay the default until the grouped ones have been checked
@@ -228,6 +208,7 @@ bool want_grouped() {
   const char* v = std::getenv("S2V_DGRU_CUDA_KERNEL");
   return v != nullptr && std::strcmp(v, "grouped") == 0;
 }
+#endif
 
 int block_threads(const Dims& d) {
   int64_t n = ((d.L * d.D + 31) / 32) * 32;

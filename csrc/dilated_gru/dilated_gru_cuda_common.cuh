@@ -10,6 +10,7 @@
 #include <stdint.h>
 
 #include "dilated_gru/dilated_gru.h"
+#include "dilated_gru/dilated_gru_cell.h"
 
 // A kernel's dynamic shared memory. S2V_CUDA_EMULATION is defined when
 // tests/cuda_emulation compiles these kernels as plain C++ (one std::thread per
@@ -99,6 +100,47 @@ inline Params make_params(const Dims& d) {
   }
   p.R = hist_rows(d);
   return p;
+}
+
+// Phase A of the backward for unit j of layer l at step t, the same in both
+// kernel families (they differ in where they keep the gradients of the states).
+// dh_acc: the gradient gathered so far on h^l_t; gin_buf / carry: the
+// gradients arriving at u^{l+1}_t from layer l + 1, and (last layer, feedback)
+// from u^0_{t+1}. Writes the gate gradients to dgi, dgh and gf ([6D]: the dgi
+// rows, then the dgh rows, of this layer); the caller routes the results.
+struct UnitGrad {
+  float dh_prev;  // onto h^l_{t - span}
+  float dres;     // onto u^l_t through the residual
+};
+__device__ __forceinline__ UnitGrad unit_backward(const Params& p, int64_t b, int l, int64_t j,
+                                                  int64_t t, float dh_acc,
+                                                  const float* gin_buf, const float* carry,
+                                                  float* gf) {
+  const int64_t D = p.D, D3 = 3 * D, T = p.T, B = p.B;
+  const int L = p.L;
+  const float* H = p.histf + b * p.R * D;
+  const int64_t gidx = ((l * B + b) * T + t) * D3;
+  const float* gil = p.gi + gidx;
+  const float* ghl = p.gh + gidx;
+  float gn = (l == L - 1) ? p.dy[(b * T + t) * D + j] : gin_buf[(l + 1) * D + j];
+  if (l == L - 1 && p.feedback) gn += carry[j];
+  const float hc = H[(p.seg[l] + p.span[l] + t) * D + j];
+  const float ul = p.u[((l * B + b) * T + t) * D + j];
+  const float dr = L > 1 ? residual_backward(hc, ul, gn) : 0.0f;
+  const float dh = dh_acc + (L > 1 ? dr : gn);
+  const float hp = H[(p.seg[l] + t) * D + j];
+  const Gates<float> gt =
+      cell_gates(gil[j], gil[D + j], gil[2 * D + j], ghl[j], ghl[D + j], ghl[2 * D + j]);
+  const CellGrad<float> c = cell_backward(gt, hp, dh);
+  float* dgil = p.dgi + gidx;
+  float* dghl = p.dgh + gidx;
+  dgil[j] = gf[j] = c.dgi_r;
+  dgil[D + j] = gf[D + j] = c.dgi_z;
+  dgil[2 * D + j] = gf[2 * D + j] = c.dgi_n;
+  dghl[j] = gf[D3 + j] = c.dgi_r;
+  dghl[D + j] = gf[D3 + D + j] = c.dgi_z;
+  dghl[2 * D + j] = gf[D3 + 2 * D + j] = c.dgh_n;
+  return {c.dh_prev, dr};
 }
 
 #ifndef S2V_CUDA_EMULATION

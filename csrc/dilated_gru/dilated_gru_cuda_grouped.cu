@@ -128,6 +128,44 @@ __device__ __forceinline__ float group_sum(float v) {
   return v;
 }
 
+// Adds this lane's share (k = g, g + G, ... < n) of three dot products: row k
+// of w (stride apart) at offsets 0, o, 2o times v[k]. `global`: w is in global
+// memory, read through the read-only cache.
+template <int G>
+__device__ __forceinline__ void dot3(const float* w, int stride, int o, const float* v, int n,
+                                     int g, bool global, float& a0, float& a1, float& a2) {
+  if (global) {
+    for (int k = g; k < n; k += G) {
+      const float x = v[k];
+      const float* wk = w + k * stride;
+      a0 += __ldg(wk) * x;
+      a1 += __ldg(wk + o) * x;
+      a2 += __ldg(wk + 2 * o) * x;
+    }
+  } else {
+    for (int k = g; k < n; k += G) {
+      const float x = v[k];
+      const float* wk = w + k * stride;
+      a0 += wk[0] * x;
+      a1 += wk[o] * x;
+      a2 += wk[2 * o] * x;
+    }
+  }
+}
+
+// This lane's share (r = g, g + G, ... < n) of one dot product, as dot3.
+template <int G>
+__device__ __forceinline__ float dot1(const float* w, int stride, const float* v, int n, int g,
+                                      bool global) {
+  float a = 0.0f;
+  if (global) {
+    for (int r = g; r < n; r += G) a += __ldg(w + r * stride) * v[r];
+  } else {
+    for (int r = g; r < n; r += G) a += w[r * stride] * v[r];
+  }
+  return a;
+}
+
 __device__ __forceinline__ int64_t dring_slot(int64_t tau, int64_t m) {
   return ((tau % m) + m) % m;
 }
@@ -198,45 +236,11 @@ __global__ void __launch_bounds__(kMaxThreads)
         gi_n = gp[2 * D + j];
         u0j = p.u0[(b * T + t) * D + j];
       }
-      const float* hv = ring + static_cast<int>(t % m) * Di;
-      if (wh_shared) {
-        for (int k = g; k < Di; k += G) {
-          const float v = hv[k];
-          const float* w = Wh + k * sh;
-          hr += w[0] * v;
-          hz += w[Di] * v;
-          hn += w[2 * Di] * v;
-        }
-      } else {
-        for (int k = g; k < Di; k += G) {
-          const float v = hv[k];
-          const float* w = Wh + k * sh;
-          hr += __ldg(w) * v;
-          hz += __ldg(w + Di) * v;
-          hn += __ldg(w + 2 * Di) * v;
-        }
-      }
+      dot3<G>(Wh, sh, Di, ring + static_cast<int>(t % m) * Di, Di, g, !wh_shared, hr, hz, hn);
       // Input part: u^l (l > 0) or y_{t-1} (layer 0 with feedback).
       const bool input_dot = l > 0 || (p.feedback && (t > 0 || p.has_state));
       if (input_dot) {
-        const float* uv = uin_buf + (l > 0 ? l : L) * Di;
-        if (wi_shared) {
-          for (int k = g; k < Di; k += G) {
-            const float v = uv[k];
-            const float* w = Wi + k * si;
-            ar += w[0] * v;
-            az += w[Di] * v;
-            an += w[2 * Di] * v;
-          }
-        } else {
-          for (int k = g; k < Di; k += G) {
-            const float v = uv[k];
-            const float* w = Wi + k * si;
-            ar += __ldg(w) * v;
-            az += __ldg(w + Di) * v;
-            an += __ldg(w + 2 * Di) * v;
-          }
-        }
+        dot3<G>(Wi, si, Di, uin_buf + (l > 0 ? l : L) * Di, Di, g, !wi_shared, ar, az, an);
       }
     }
     // Every lane of the warp takes part in the shuffles (inactive ones add 0).
@@ -293,14 +297,13 @@ __global__ void __launch_bounds__(kMaxThreads)
 template <int G>
 __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p, Placement pl) {
   S2V_DYNAMIC_SMEM(smem);
-  const int64_t D = p.D, D3 = 3 * D, T = p.T, B = p.B;
+  const int64_t D = p.D, D3 = 3 * D, T = p.T;
   const int L = p.L;
   const int64_t b = blockIdx.x;
   float* dubuf = smem;
   float* dres = dubuf + 2 * (L + 1) * D;
   float* gbuf = dres + L * D;
   float* carry = gbuf + L * 6 * D;
-  const float* H = p.histf + b * p.R * D;
   float* dH = p.dhist + b * p.R * D;
 
   load_weights(smem, p.w_ih, p.w_hh, L, D3, D, pl);
@@ -337,49 +340,21 @@ __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p,
     const int64_t t = real ? step_of(p, q, l, true) : -1;
     // Phase A: the gate gradients of unit j = k of layer l (lane 0).
     if (t >= 0 && g == 0) {
-      const int64_t j = k;
-      const int64_t gidx = ((l * B + b) * T + t) * D3;
-      const float* gil = p.gi + gidx;
-      const float* ghl = p.gh + gidx;
-      float gn = (l == L - 1) ? p.dy[(b * T + t) * D + j] : gin_buf[(l + 1) * D + j];
-      if (l == L - 1 && p.feedback) gn += carry[j];
-      const float hc = H[(p.seg[l] + span_l + t) * D + j];
-      const float ul = p.u[((l * B + b) * T + t) * D + j];
-      const float dr = L > 1 ? residual_backward(hc, ul, gn) : 0.0f;
       float* slot_t = ring + (t % m) * D;
-      const float dh = slot_t[j] + (L > 1 ? dr : gn);
-      slot_t[j] = 0.0f;  // the slot serves tau = t - span - 1 next
-      const float hp = H[(p.seg[l] + t) * D + j];
-      const Gates<float> gt =
-          cell_gates(gil[j], gil[D + j], gil[2 * D + j], ghl[j], ghl[D + j], ghl[2 * D + j]);
-      const CellGrad<float> c = cell_backward(gt, hp, dh);
-      float* dgil = p.dgi + gidx;
-      float* dghl = p.dgh + gidx;
-      float* gf = gbuf + l * 6 * D;
-      dgil[j] = gf[j] = c.dgi_r;
-      dgil[D + j] = gf[D + j] = c.dgi_z;
-      dgil[2 * D + j] = gf[2 * D + j] = c.dgi_n;
-      dghl[j] = gf[D3 + j] = c.dgi_r;
-      dghl[D + j] = gf[D3 + D + j] = c.dgi_z;
-      dghl[2 * D + j] = gf[D3 + 2 * D + j] = c.dgh_n;
-      ring[dring_slot(t - span_l, m) * D + j] += c.dh_prev;
-      dres[l * D + j] = dr;
+      const float dh_acc = slot_t[k];
+      slot_t[k] = 0.0f;  // the slot serves tau = t - span - 1 next
+      const UnitGrad ug =
+          unit_backward(p, b, l, k, t, dh_acc, gin_buf, carry, gbuf + l * 6 * D);
+      ring[dring_slot(t - span_l, m) * D + k] += ug.dh_prev;
+      dres[l * D + k] = ug.dres;
     }
     __syncthreads();
     // Phase B: W^T dg into entry k of layer l, rows j = g, g + G, ...
     float ah = 0.0f, au = 0.0f;
     if (t >= 0) {
       const float* gf = gbuf + l * 6 * D;
-      if (wh_shared) {
-        for (int r = g; r < D3i; r += G) ah += Wh[r * sh] * gf[D3i + r];
-      } else {
-        for (int r = g; r < D3i; r += G) ah += __ldg(Wh + r * sh) * gf[D3i + r];
-      }
-      if (wi_shared) {
-        for (int r = g; r < D3i; r += G) au += Wi[r * si] * gf[r];
-      } else {
-        for (int r = g; r < D3i; r += G) au += __ldg(Wi + r * si) * gf[r];
-      }
+      ah = dot1<G>(Wh, sh, gf + D3i, D3i, g, !wh_shared);
+      au = dot1<G>(Wi, si, gf, D3i, g, !wi_shared);
     }
     ah = group_sum<G>(ah);
     au = group_sum<G>(au);

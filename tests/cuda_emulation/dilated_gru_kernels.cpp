@@ -115,6 +115,17 @@ struct Error {
   bool bad(double tol) const { return nan || worst > tol; }
 };
 
+// fn(i) for the index i of every element of the state rows of hist / dhist
+// ([B, R, D]): rows [offset, offset + span_l) of each layer's segment.
+template <typename Fn>
+void for_each_state_element(const Dims& d, int64_t offset, Fn fn) {
+  const int64_t R = hist_rows(d);
+  for (int64_t b = 0; b < d.B; ++b)
+    for (int l = 0; l < d.L; ++l)
+      for (int64_t r = 0; r < span(d, l); ++r)
+        for (int64_t k = 0; k < d.D; ++k) fn((b * R + seg_offset(d, l) + offset + r) * d.D + k);
+}
+
 struct Case {
   int64_t B, T, D;
   int L;
@@ -143,12 +154,9 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
   fill(b_ih, 0.3f);
   fill(b_hh, 0.3f);
   std::vector<S> hist0(B * R * D, from_float<S>(kNaN));
-  for (int64_t b = 0; b < B; ++b)
-    for (int l = 0; l < L; ++l)
-      for (int64_t r = 0; r < span(d, l); ++r)
-        for (int64_t k = 0; k < D; ++k)
-          hist0[(b * R + seg_offset(d, l) + r) * D + k] =
-              from_float<S>(c.state ? normal(rng) : 0.f);
+  for_each_state_element(d, 0, [&](int64_t i) {
+    hist0[i] = from_float<S>(c.state ? normal(rng) : 0.f);
+  });
   Params p = make_params(d);
   p.gi0 = gi0.data();
   p.u0 = u0.data();
@@ -186,11 +194,7 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
   fill(w_ih, w_scale);
   fill(w_hh, w_scale);
   fill(dy, 1.f);
-  for (int64_t b = 0; b < B; ++b)
-    for (int l = 0; l < L; ++l)
-      for (int64_t r = 0; r < span(d, l); ++r)
-        for (int64_t k = 0; k < D; ++k)
-          dhist0[(b * R + seg_offset(d, l) + T + r) * D + k] = normal(rng);
+  for_each_state_element(d, T, [&](int64_t i) { dhist0[i] = normal(rng); });
   Params bp = make_params(d);
   bp.gi = gi.data();
   bp.gh = gh.data();
@@ -220,13 +224,7 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
   bq.du0 = du0_got.data();
   backward_grouped(bq, pb, B);
   Error e_dstate, e_dg, e_du0;
-  for (int64_t b = 0; b < B; ++b)
-    for (int l = 0; l < L; ++l)
-      for (int64_t r = 0; r < span(d, l); ++r)
-        for (int64_t k = 0; k < D; ++k) {
-          const size_t i = (b * R + seg_offset(d, l) + r) * D + k;
-          e_dstate.add(dhist_got[i], dhist_ref[i]);
-        }
+  for_each_state_element(d, 0, [&](int64_t i) { e_dstate.add(dhist_got[i], dhist_ref[i]); });
   for (size_t i = 0; i < dgi_ref.size(); ++i) {
     e_dg.add(dgi_got[i], dgi_ref[i]);
     e_dg.add(dgh_got[i], dgh_ref[i]);
@@ -241,7 +239,7 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
     std::printf(
         "FAIL %s B=%ld T=%ld D=%ld L=%d dilation=%ld feedback=%d state=%d G=%d/%d "
         "smem budget %ld/%ld | hist %.2e%s y %.2e%s | dstate %.2e%s dg %.2e%s du0 %.2e%s\n",
-        sizeof(S) == 2 ? "bf16" : "fp32", (long)B, (long)T, (long)D, L, (long)c.dilation,
+        sizeof(S) == 2 ? "bf16" : "fp32", (long)B, (long)T, (long)D, (int)L, (long)c.dilation,
         c.feedback, c.state, pf.G, pb.G, (long)fwd_budget, (long)bwd_budget, e_hist.worst,
         e_hist.nan ? " NaN" : "", e_y.worst, e_y.nan ? " NaN" : "", e_dstate.worst,
         e_dstate.nan ? " NaN" : "", e_dg.worst, e_dg.nan ? " NaN" : "", e_du0.worst,
