@@ -138,5 +138,24 @@ S2V_HD F residual_backward(F h, F u, F g_next) {
   return g_next * lrelu_grad(h + u) * F(kInvSqrt2);
 }
 
+// ---- Schedule, shared by the CPU scan and the CUDA kernels (not arithmetic,
+// but it must agree between them just as exactly). Without feedback the layers
+// run as a wavefront: in super-step s layer l works on step s - l (reverse:
+// the same walk from the end). With feedback layer 0 at t needs layer L-1 at
+// t - 1, so the super-steps are the (t, l) pairs in order.
+// Which step layer l works on in super-step s, or -1.
+S2V_HD int64_t schedule_step(bool feedback, int64_t T, int L, int64_t s, int l, bool reverse) {
+  if (feedback) {
+    const int64_t t = s / L;
+    if (s % L != (reverse ? L - 1 - l : l)) return -1;
+    return reverse ? T - 1 - t : t;
+  }
+  const int64_t t = reverse ? T - 1 - s + (L - 1 - l) : s - l;
+  return (t >= 0 && t < T) ? t : -1;
+}
+S2V_HD int64_t schedule_steps(bool feedback, int64_t T, int L) {
+  return feedback ? T * L : T + L - 1;
+}
+
 }  // namespace dgru
 }  // namespace s2v

@@ -287,17 +287,11 @@ struct SoloBarrier {
   bool solo_from(int64_t) const { return true; }
 };
 
-// Which (layer, step) a layer works on in super-step s, or -1.
+// The shared schedule (dilated_gru_cell.h) on this file's Dims.
 inline int64_t step_of(const Dims& d, int64_t s, int l, bool reverse) {
-  if (d.feedback) {
-    const int64_t t = s / d.L;
-    if (s % d.L != (reverse ? d.L - 1 - l : l)) return -1;
-    return reverse ? d.T - 1 - t : t;
-  }
-  const int64_t t = reverse ? d.T - 1 - s + (d.L - 1 - l) : s - l;
-  return (t >= 0 && t < d.T) ? t : -1;
+  return schedule_step(d.feedback, d.T, d.L, s, l, reverse);
 }
-inline int64_t super_steps(const Dims& d) { return d.feedback ? d.T * d.L : d.T + d.L - 1; }
+inline int64_t super_steps(const Dims& d) { return schedule_steps(d.feedback, d.T, d.L); }
 
 // Buffers one batch element's team shares.
 template <typename F>

@@ -73,17 +73,10 @@ template <> struct Io<__nv_bfloat16> {
 };
 
 __device__ __forceinline__ int64_t step_of(const Params& p, int64_t s, int l, bool reverse) {
-  if (p.feedback) {
-    const int64_t t = s / p.L;
-    if (s % p.L != (reverse ? p.L - 1 - l : l)) return -1;
-    return reverse ? p.T - 1 - t : t;
-  }
-  const int64_t t = reverse ? p.T - 1 - s + (p.L - 1 - l) : s - l;
-  return (t >= 0 && t < p.T) ? t : -1;
+  return schedule_step(p.feedback, p.T, p.L, s, l, reverse);
 }
-
 __host__ __device__ __forceinline__ int64_t super_steps(int64_t T, int L, bool feedback) {
-  return feedback ? T * L : T + L - 1;
+  return schedule_steps(feedback, T, L);
 }
 
 inline Params make_params(const Dims& d) {
