@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["triton_available", "triton_version"]
+__all__ = ["triton_available", "triton_version", "fix_interpreter_scalar_index"]
 
 
 @functools.lru_cache(maxsize=None)
@@ -33,3 +33,34 @@ def triton_version() -> str | None:
         return None
     version = getattr(triton, "__version__", None)
     return str(version) if version is not None else None
+
+
+@functools.lru_cache(maxsize=None)
+def fix_interpreter_scalar_index() -> bool:
+    """Let ``range(n)`` take a loaded scalar under some Triton interpreters.
+
+    Under ``TRITON_INTERPRET=1`` a scalar is a one-element numpy array, and the
+    interpreter of some releases (3.6 among them) converts it for ``range`` with
+    ``int(array)``, which numpy 2 refuses for arrays with a dimension. Our kernels
+    loop over a tap count loaded from memory, so those interpreters could not run
+    them. This wraps the interpreter's tensor patching to convert through a
+    squeeze, as later releases do. Compiled kernels are untouched. Returns True
+    when the wrapper was installed; releases that already squeeze, or whose
+    internals differ, are left alone.
+    """
+    try:
+        import inspect
+
+        from triton.runtime import interpreter
+        original = interpreter._patch_lang_tensor
+        if "squeeze" in inspect.getsource(original):
+            return False
+    except Exception:  # noqa: BLE001 - any mismatch: leave triton as it is
+        return False
+
+    def patch_lang_tensor(tensor, scope):
+        original(tensor, scope)
+        scope.set_attr(tensor, "__index__", lambda self: int(self.handle.data.squeeze()))
+
+    interpreter._patch_lang_tensor = patch_lang_tensor
+    return True

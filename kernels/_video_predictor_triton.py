@@ -214,7 +214,11 @@ def _video_predictor_bwd_kernel(
             for m in range(n_m):
                 sy = py - oy + step * m * cy
                 sx = px - ox + step * m * cx
-                ok = p_ok & (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W) & ((m == 0) | on_edge)
+                ok = p_ok & (sy >= 0) & (sy < H) & (sx >= 0) & (sx < W)
+                # A branch, not `& ((m == 0) | on_edge)`: with the mask folded in,
+                # triton 3.6 spills 12 bytes in the fp32 PHASE=1 kernel.
+                if m > 0:
+                    ok = ok & on_edge
                 off = offs_k[None, :] * HW + (sy * W + sx)[:, None]
                 msk = ok[:, None] & k_ok[None, :]
                 sa += tl.load(ga + off, mask=msk, other=0.0)

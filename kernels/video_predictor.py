@@ -58,6 +58,8 @@ import os
 import torch
 import torch.nn.functional as F
 
+from ._triton_support import fix_interpreter_scalar_index
+
 __all__ = ["video_predictor_fwd", "video_predictor_bwd", "dirconv_gru_fwd", "dirconv_gru_bwd",
            "kernel_variants", "kernel_signatures", "kernel_resource_usage"]
 
@@ -81,6 +83,8 @@ _LAUNCH_OPTIONS = dict(num_warps=4, num_stages=1, enable_fp_fusion=True)
 def _kernels():
     """The Triton kernels, imported on first use so this module imports without triton."""
     from . import _video_predictor_triton as k
+    if os.environ.get("TRITON_INTERPRET") == "1":
+        fix_interpreter_scalar_index()
     return {"fwd": k._video_predictor_fwd_kernel, "bwd": k._video_predictor_bwd_kernel}
 
 

@@ -82,7 +82,7 @@ NVTX_ROOT = "s2v"
 KERNEL_REGEX = {
     "video_predictor": r"_video_predictor_(fwd|bwd)_kernel",
     "dirconv_gru": r"_video_predictor_(fwd|bwd)_kernel",
-    "dilated_gru": r"(^|:)(forward|backward)_kernel",
+    "dilated_gru": r"(^|:)(forward|backward)(_grouped)?_kernel",
 }
 
 SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "MemoryWorkloadAnalysis")

@@ -89,7 +89,7 @@ def test_matches_torchaudio():
     wave = _tone(1.0, 1000.0) + 0.1 * torch.randn(SR)
     ref = torchaudio.transforms.MelSpectrogram(
         SR, n_fft=2048, win_length=1600, hop_length=640, f_min=125, f_max=7500, n_mels=64,
-        norm="slaney", mel_scale="slaney", pad_mode="constant")(wave.double())
+        norm="slaney", mel_scale="slaney", pad_mode="constant").double()(wave.double())
     ours = power_mel(wave, SR, 64)
     assert (ours - ref).abs().max() / ref.abs().max() < 1e-4
 

@@ -263,3 +263,26 @@ def test_driver_end_to_end_with_a_stand_in_ncu(monkeypatch, tmp_path, capsys, nv
     assert len(profile_calls) == (2 if nvtx_matches == "1" else 4)
     assert all("--launch-count 4" in c and "--target video_predictor" in c
                for c in profile_calls)
+
+
+def test_dilated_gru_regex_matches_every_cuda_kernel():
+    """Every __global__ of the dilated GRU sources (both kernel families) is
+    profiled, and nothing else: ncu's regex is matched against the demangled base
+    names it reports, e.g. ``s2v::dgru::forward_grouped_kernel``."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "csrc" / "dilated_gru"
+    names = set()
+    for cu in src.glob("*.cu"):
+        text = cu.read_text()
+        names |= set(re.findall(r"__global__\s+void\s+(?:__launch_bounds__\([^)]*\)\s*)?(\w+)",
+                                text))
+    assert {"forward_kernel", "backward_kernel", "forward_grouped_kernel",
+            "backward_grouped_kernel"} <= names
+    pattern = re.compile(ncu.KERNEL_REGEX["dilated_gru"])
+    for name in names:
+        assert pattern.search(f"s2v::dgru::{name}"), name
+    for other in ("elementwise_kernel", "reduce_kernel", "vectorized_elementwise_kernel",
+                  "CatArrayBatchedCopy_contig"):
+        assert not pattern.search(other), other

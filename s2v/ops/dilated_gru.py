@@ -19,6 +19,7 @@ of the last layer, ``state[L-1][:, 0]`` (the published call-boundary rule).
 from __future__ import annotations
 
 import math
+import os
 from typing import List, Optional, Tuple
 
 import torch
@@ -206,10 +207,25 @@ def _fwd_backward(ctx, dy, _dhist, dnew_state):
 _dilated_gru_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
 
 
+# S2V_DGRU_CUDA_KERNEL picks the CUDA kernel family (read by s2v._C at each call):
+# unset or 'grouped' - G lanes per unit where the problem fits, else per-unit;
+# 'per_unit' - one thread per unit, always.
+CUDA_KERNEL_FAMILIES = ("grouped", "per_unit")
+
+
+def _check_cuda_kernel_choice():
+    value = os.environ.get("S2V_DGRU_CUDA_KERNEL")
+    if value is not None and value not in CUDA_KERNEL_FAMILIES:
+        raise ValueError(f"S2V_DGRU_CUDA_KERNEL={value!r}: expected one of "
+                         f"{', '.join(CUDA_KERNEL_FAMILIES)} (or unset for 'grouped')")
+
+
 def _dilated_gru_fused(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilation=2,
                        feedback_weight=None, feedback_bias=None):
     """The fused stack on x's device (backends 'cpu' and 'cuda'); same contract as
     :func:`dilated_gru_ref`. Non-contiguous inputs are copied to contiguous ones."""
+    if x.is_cuda:
+        _check_cuda_kernel_choice()
     B, T, D = x.shape
     spans = _spans(weight_ih.shape[0], dilation)
     if state is None:

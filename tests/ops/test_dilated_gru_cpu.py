@@ -459,3 +459,19 @@ def test_cuda_backward_matches_cpu(case, cuda_kernel):
 def test_cuda_bf16_gradients_match_eager_fp32(case, cuda_kernel):
     compare("cuda", *case, dtype=torch.bfloat16, tol=BF16_TOL, ref_dtype=torch.float32,
             device="cuda")
+
+
+def test_cuda_kernel_family_variable_is_validated(monkeypatch):
+    """A misspelt S2V_DGRU_CUDA_KERNEL is an error, not a silent default."""
+    import importlib
+
+    dgru_mod = importlib.import_module("s2v.ops.dilated_gru")  # s2v.ops re-exports the op
+    check = dgru_mod._check_cuda_kernel_choice
+    monkeypatch.delenv("S2V_DGRU_CUDA_KERNEL", raising=False)
+    check()
+    for ok in dgru_mod.CUDA_KERNEL_FAMILIES:
+        monkeypatch.setenv("S2V_DGRU_CUDA_KERNEL", ok)
+        check()
+    monkeypatch.setenv("S2V_DGRU_CUDA_KERNEL", "per-unit")
+    with pytest.raises(ValueError, match="S2V_DGRU_CUDA_KERNEL='per-unit'.*grouped, per_unit"):
+        check()
