@@ -11,12 +11,14 @@
 #   4. bench    the dilated GRU, video predictor and product benchmarks
 #               (--quick --no-compile, plus 128 px; their op tests limited to
 #               the GPU ones; one JSON per benchmark under WORKDIR/bench)
-#   5. suite    the whole test suite (pytest-xdist when installed)
-#   6. ncu      Nsight Compute over the fused ops (ncu), and the dilated GRU's
+#   5. breakdown  profiling.breakdown: kernel time by category inside the video
+#               predictor, the dilated GRU and one training iteration
+#   6. suite    the whole test suite (pytest-xdist when installed)
+#   7. ncu      Nsight Compute over the fused ops (ncu), and the dilated GRU's
 #               per-unit CUDA kernels (ncu_per_unit; the default is grouped)
 # S2V_LEASE_STEPS="build gputest ..." runs those steps, in that order, instead
 # (a short second lease after a fix). Steps: build golden gputest
-# bench_dilated_gru bench_video_predictor bench_product suite ncu ncu_per_unit,
+# bench_dilated_gru bench_video_predictor bench_product breakdown suite ncu ncu_per_unit,
 # and ncu_dilated_gru (the dilated GRU alone, not in the default list).
 # Everything lands under WORKDIR; TARBALL (.tar.gz) is rewritten after every
 # step, so a command killed at its limit still returns what finished.
@@ -101,6 +103,9 @@ step() {
     bench_product)
         S2V_PYTEST_ARGS="${xdist[*]} -k 'gpu or cuda'" run_step bench_product 60 240 \
             "$PY" -m profiling.bench_product --quick --sizes 64 128 --out "$WORK/bench" ;;
+    breakdown)  # where the time goes inside the fused ops and a training iteration
+        run_step breakdown 60 180 "$PY" -m profiling.breakdown --out "$WORK/breakdown" \
+            --targets video_predictor,dilated_gru,train --dtypes fp32 --top 15 ;;
     suite)
         run_step suite 120 300 "$PY" -m pytest -q -p no:cacheprovider "${xdist[@]}" \
             --durations=25 tests ;;
@@ -118,7 +123,7 @@ step() {
     esac
 }
 
-ALL_STEPS="build golden gputest bench_dilated_gru bench_video_predictor bench_product suite ncu ncu_per_unit"
+ALL_STEPS="build golden gputest bench_dilated_gru bench_video_predictor bench_product breakdown suite ncu ncu_per_unit"
 for name in ${S2V_LEASE_STEPS:-$ALL_STEPS}; do
     step "$name"
 done
