@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import tempfile
+import zipfile
 
 import torch
 
@@ -20,8 +21,19 @@ CHECKPOINT_NAME = "checkpoint.pt"
 REQUIRED = ("format", "step", "config", "generator")
 
 
+# What generate and evaluate read from config["data"] besides the generator's keywords.
+DATA_KEYS = ("video", "size", "fps", "seq_len", "crop", "feature_kind", "bands", "chunk")
+
+
 class CheckpointError(ValueError):
     """A checkpoint is missing, corrupt or from an incompatible version."""
+
+
+def first_line(exc: BaseException, limit: int = 160) -> str:
+    """The first non-empty line of an exception's message, else its type's name (some
+    exceptions, e.g. EOFError(), have an empty message)."""
+    lines = [line for line in str(exc).splitlines() if line.strip()]
+    return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
 def save_atomic(obj: dict, path: str) -> None:
@@ -57,7 +69,7 @@ def _write_error(path: str, folder: str, exc: RuntimeError) -> OSError:
                                      f"on the device ({free / 2 ** 20:.1f} MB free); any "
                                      f"earlier checkpoint is untouched")
     return OSError(errno.EIO, f"{path}: could not write the checkpoint "
-                              f"({str(exc).splitlines()[0][:120]}); any earlier checkpoint "
+                              f"({first_line(exc, 120)}); any earlier checkpoint "
                               f"is untouched")
 
 
@@ -73,16 +85,30 @@ def resolve(path) -> str:
 
 def load(path) -> dict:
     path = resolve(path)
+    if not zipfile.is_zipfile(path):  # empty, truncated, or some other kind of file
+        size = os.path.getsize(path)
+        raise CheckpointError(f"{path}: not an s2v checkpoint ("
+                              + ("an empty file" if size == 0 else
+                                 f"{size} bytes that are not a torch.save zip archive; a "
+                                 f"damaged or unfinished copy, or another kind of file") + ")")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises many types for a damaged zip/pickle
         raise CheckpointError(f"{path}: not a readable s2v checkpoint "
-                              f"({type(exc).__name__}: {str(exc).splitlines()[0][:120]})"
-                              ) from None
+                              f"({type(exc).__name__}: {first_line(exc, 120)})") from None
     if not isinstance(obj, dict) or any(k not in obj for k in REQUIRED):
         raise CheckpointError(f"{path}: not an s2v checkpoint (missing "
                               f"{[k for k in REQUIRED if not isinstance(obj, dict) or k not in obj]})")
     if obj["format"] != FORMAT:
         raise CheckpointError(f"{path}: checkpoint format {obj['format']} is not supported "
                               f"by this version of s2v (format {FORMAT})")
+    config = obj["config"]
+    if (not isinstance(config, dict) or not isinstance(config.get("generator"), dict)
+            or not isinstance(config.get("data"), dict)):
+        raise CheckpointError(f"{path}: not an s2v checkpoint (its config lacks the "
+                              f"'generator' and 'data' sections)")
+    missing = [k for k in DATA_KEYS if k not in config["data"]]
+    if missing:
+        raise CheckpointError(f"{path}: incomplete checkpoint (config['data'] lacks "
+                              f"{', '.join(missing)})")
     return obj

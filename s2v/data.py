@@ -41,8 +41,9 @@ class ClipOptions:
     chunk: float = 0.085
 
     def validate(self) -> None:
-        if not self.fps or self.fps <= 0:
-            raise ValueError(f"fps: expected a positive frame rate, got {self.fps}")
+        if (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
+                or not math.isfinite(self.fps) or self.fps <= 0):
+            raise ValueError(f"fps: expected a positive frame rate, got {self.fps!r}")
         if self.size < 1:
             raise ValueError(f"size: expected a positive frame size, got {self.size}")
 
@@ -122,6 +123,10 @@ def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
     for frame in iterator:
         frames.append(frame)
     n = min(len(frames), feats.shape[0])
+    if total and feats.shape[0] < 0.9 * total - 1:
+        warnings.warn(f"{path}: the sound lasts {feats.shape[0] / options.fps:.2f} s of the "
+                      f"{total / options.fps:.2f} s video; only that part is used",
+                      stacklevel=3)
     stacked = np.stack(frames[:n]) if n else np.zeros((0, options.size, options.size, 3),
                                                       np.uint8)
     return Clip(torch.from_numpy(stacked), feats[:n].contiguous(), options, os.fspath(path))
@@ -133,6 +138,8 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
     from .media import MediaError
 
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{path}: is a directory, not a video file")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
     options.validate()

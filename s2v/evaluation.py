@@ -17,6 +17,7 @@ import torch
 
 from . import checkpoint as ckpt
 from .data import ClipOptions, prepare_clip
+from .devices import resolve_device
 from .metrics import frame_metrics, to_unit
 
 
@@ -27,17 +28,30 @@ def load(checkpoint, device: str = "cpu", backend: str = "auto"):
     fps, features) so that callers need no other flags.
     """
     from .models import Generator
+    from .ops.backend import BackendUnavailableError
 
+    dev = resolve_device(device)
     saved = ckpt.load(checkpoint)
     try:
         g = Generator(**saved["config"]["generator"], backend=backend)
         g.load_state_dict(saved["generator"])
+    except BackendUnavailableError:
+        raise  # the checkpoint is fine: the backend is not available here
     except (TypeError, KeyError, RuntimeError) as exc:
         raise ckpt.CheckpointError(f"{ckpt.resolve(checkpoint)}: incompatible checkpoint "
-                                   f"({str(exc).splitlines()[0][:160]})") from None
+                                   f"({_state_dict_problem(exc)})") from None
     g.s2v_config = saved["config"]
     g.s2v_step = int(saved["step"])
-    return g.to(device).eval()
+    return g.to(dev).eval()
+
+
+def _state_dict_problem(exc: BaseException) -> str:
+    """The first concrete problem in a load_state_dict error (a missing key, a size
+    mismatch), not its "Error(s) in loading state_dict" heading."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].startswith("Error(s) in loading state_dict"):
+        return lines[1][:200]
+    return ckpt.first_line(exc, 200)
 
 
 @torch.no_grad()
@@ -112,13 +126,25 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
     """
     from .feature_metrics import compare, load_detectors
 
+    if json_path:  # checked before minutes of work, not after
+        json_path = os.fspath(json_path)
+        folder = os.path.dirname(os.path.abspath(json_path))
+        if os.path.isdir(json_path):
+            raise IsADirectoryError(f"--json {json_path}: is a directory; give a file name")
+        if not os.path.isdir(folder):
+            raise FileNotFoundError(f"--json {json_path}: the folder {folder} does not exist")
     detectors = load_detectors(inception=inception, vgg=vgg, i3d=i3d, device=device)
     g = load(checkpoint, device, backend)
     cfg = g.s2v_config["data"]
-    video = video or cfg["video"]
-    if not os.path.isfile(video):
-        raise FileNotFoundError(f"{video}: the training video is not there any more; pass "
-                                f"--video with the clip to evaluate on")
+    if video is None:
+        video = cfg["video"]
+        if not os.path.isfile(video):
+            raise FileNotFoundError(f"{video}: the training video is not there any more; "
+                                    f"pass --video with the clip to evaluate on")
+    elif os.path.isdir(video):
+        raise IsADirectoryError(f"--video {video}: is a directory, not a video file")
+    elif not os.path.isfile(video):
+        raise FileNotFoundError(f"--video {video}: no such file")
     options = ClipOptions(size=cfg["size"], fps=cfg["fps"],
                           crop=tuple(cfg["crop"]) if cfg["crop"] else None,
                           feature_kind=cfg["feature_kind"], bands=cfg["bands"],

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 
 import torch
 
@@ -31,11 +32,21 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"--precision: expected fp32 or bf16, got {precision!r}")
     audio, out = os.fspath(audio), os.fspath(out)
+    if os.path.isdir(audio):
+        raise IsADirectoryError(f"{audio}: is a directory, not an audio or video file")
     if not os.path.isfile(audio):
         raise FileNotFoundError(f"{audio}: no such file")
+    if os.path.isdir(out):
+        raise IsADirectoryError(f"--out {out}: is a directory; give the name of the .mp4 "
+                                f"to write")
+    if os.path.exists(out) and os.path.samefile(out, audio):
+        raise ValueError(f"--out {out}: is the input sound file; write the video elsewhere")
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"{out_dir}: the output folder does not exist")
+    if os.path.splitext(out)[1].lower() not in (".mp4", ".m4v", ".mov"):
+        warnings.warn(f"--out {out}: the file is written as MP4 (H.264 + AAC) whatever its "
+                      f"extension", stacklevel=2)
     g = load(checkpoint, device, backend)
     cfg = g.s2v_config["data"]
     fps, size, T = cfg["fps"], cfg["size"], cfg["seq_len"]
@@ -45,6 +56,7 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     tmp = out + ".part.mp4"
     state, pending, frames, samples = None, [], 0, 0
+    peak = 0.0  # loudest sample: all-zero sound drives no motion
     start = time.perf_counter()
 
     def run(rows: torch.Tensor):
@@ -65,6 +77,8 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
             for block in iter_audio(audio, SAMPLE_RATE):
                 writer.write_audio(block)
                 samples += block.size
+                if block.size:
+                    peak = max(peak, float(abs(block).max()))
                 pending.append(stream.push(torch.from_numpy(block)))
                 rows = torch.cat(pending)
                 while rows.shape[0] >= T:
@@ -79,6 +93,9 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
             if frames == 0:
                 raise MediaError(f"{audio}: too short to drive even one frame "
                                  f"({samples / SAMPLE_RATE:.3f} s)")
+            if peak == 0.0:
+                warnings.warn(f"{audio}: the sound is silent throughout; the video will "
+                              f"hardly move", stacklevel=2)
         os.replace(tmp, out)
     finally:
         bar.close()

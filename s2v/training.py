@@ -14,6 +14,7 @@ end, when the time budget is spent and on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -26,7 +27,8 @@ import torch
 
 from . import checkpoint as ckpt
 from .distributed import Context
-from .data import ClipOptions, SequenceSampler, batch_windows, prepare_clip
+from .data import ClipOptions, SequenceSampler, batch_windows, file_digest, prepare_clip
+from .devices import resolve_device
 from .models import Generator, ImageDiscriminator, VideoDiscriminator, named_config
 from .models.losses import check_loss, discriminator_loss, generator_loss
 from .ops.backend import check_backend_name
@@ -71,21 +73,39 @@ class TrainOptions:
                                  f"got {value!r}")
         if self.size < 16 or self.size & (self.size - 1):
             raise ValueError(f"--size: expected a power of two >= 16, got {self.size}")
-        if not self.fps or self.fps <= 0:
-            raise ValueError(f"--fps: expected a positive frame rate, got {self.fps}")
-        if self.minutes is not None and self.minutes <= 0:
-            raise ValueError(f"--minutes: expected a positive budget, got {self.minutes}")
+        if not _positive_number(self.fps):
+            raise ValueError(f"--fps: expected a positive frame rate, got {self.fps!r}")
+        if self.minutes is not None and not _positive_number(self.minutes):
+            raise ValueError(f"--minutes: expected a positive budget, got {self.minutes!r}")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ValueError(f"--seed: expected an integer >= 0, got {self.seed!r}")
+        for name in ("channels_base", "max_channels", "bands"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
+                                 f"got {value!r}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision: expected fp32 or bf16, got {self.precision!r}")
         check_loss(self.loss)
         check_backend_name(self.backend)
         named_config(self.config)
-        if self.l1 < 0:
-            raise ValueError(f"--l1: expected a weight >= 0, got {self.l1}")
-        torch.device(self.device)  # raises on a malformed device string
-        if self.device.startswith("cuda") and not torch.cuda.is_available():
-            raise ValueError(f"--device {self.device}: this torch sees no CUDA device; use "
-                             f"--device cpu")
+        if not (_number(self.l1) and self.l1 >= 0):
+            raise ValueError(f"--l1: expected a finite weight >= 0, got {self.l1!r}")
+        for name in ("lr_g", "lr_d", "chunk"):
+            if not _positive_number(getattr(self, name)):
+                raise ValueError(f"--{name.replace('_', '-')}: expected a finite positive "
+                                 f"number, got {getattr(self, name)!r}")
+        resolve_device(self.device)
+
+
+def _number(value) -> bool:
+    """A finite real number (not a bool, not a string)."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
+def _positive_number(value) -> bool:
+    return _number(value) and value > 0
 
 
 def model_config(opts: TrainOptions, audio_features: int) -> dict:
@@ -166,7 +186,12 @@ class _StopFlag:
 def prepare_run_dir(out: str, resume: bool, force: bool) -> None:
     if resume and force:
         raise ValueError("--resume and --force contradict each other: choose one")
-    exists = os.path.isdir(out) and bool(os.listdir(out))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise FileExistsError(f"--out {out}: is a file; the run directory must be a folder "
+                              f"(it is created)")
+    # A folder holding only the decoded-clip cache is what a run that failed before
+    # its first checkpoint leaves: not a run to protect.
+    exists = os.path.isdir(out) and bool(set(os.listdir(out)) - {"cache"})
     if resume:
         ckpt.resolve(out)  # raises FileNotFoundError naming the missing checkpoint
         return
@@ -195,6 +220,8 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
+    if not resume:  # bad options fail before --force clears anything
+        TrainOptions(**options).validate()
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
         prepare_run_dir(out, resume, force)
@@ -215,11 +242,28 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
         opts = TrainOptions(**{k: v for k, v in stored.items() if k in known})
         if opts.crop is not None:
             opts.crop = tuple(opts.crop)
-        video = state_ckpt["config"]["data"]["video"] if video is None else video
+        trained_on = state_ckpt["config"]["data"]["video"]
+        if video is None:
+            video = trained_on
+        else:
+            _check_same_clip(video, trained_on)
     else:
         opts = TrainOptions(**options)
     opts.validate()
     return _Run(os.fspath(video), out, opts, state_ckpt).run()
+
+
+def _check_same_clip(video, trained_on: str) -> None:
+    """A resumed run goes on with its own clip: refuse another one. The same bytes at
+    another path pass, and so does any file when the original is gone (moved)."""
+    video = os.fspath(video)
+    if os.path.abspath(video) == os.path.abspath(trained_on):
+        return
+    if (os.path.isfile(video) and os.path.isfile(trained_on)
+            and file_digest(video) != file_digest(trained_on)):
+        raise ValueError(f"{video}: not the clip this run trains on ({trained_on}); a "
+                         f"resumed run continues on its own clip: omit VIDEO, or start a "
+                         f"new run")
 
 
 class _Run:
@@ -287,7 +331,7 @@ class _Run:
             self.sampler.load_state_dict(saved["sampler"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise ckpt.CheckpointError(f"{self.out}: the checkpoint does not match this run "
-                                       f"({str(exc).splitlines()[0][:160]})") from None
+                                       f"({ckpt.first_line(exc)})") from None
         state = to_tuples(saved["states"])
         self.state = None if state is None else tuple(
             None if s is None else tuple(t.to(self.device) for t in s) for s in state)

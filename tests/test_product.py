@@ -68,6 +68,21 @@ def test_train_generate_evaluate(clip, tmp_path, capsys):
     assert {"mse", "psnr", "ssim"} <= set(result) and result["frames"] == 10
 
 
+@pytest.mark.parametrize("backend", ["auto", "eager"])
+def test_bf16_train_and_generate(clip, tmp_path, capsys, backend):
+    """--precision bf16 (autocast) through the fused CPU kernels as through eager."""
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "2", "--precision", "bf16",
+                 "--backend", backend, *TINY]) == 0
+    log = [json.loads(line) for line in (run / "log.jsonl").read_text().splitlines()]
+    losses = [r["loss_g"] for r in log if "loss_g" in r]
+    assert losses and all(np.isfinite(losses))
+    out = tmp_path / "bf16.mp4"
+    assert main(["generate", str(run), str(clip), "--out", str(out), "--precision", "bf16",
+                 "--no-progress"]) == 0
+    assert out.stat().st_size > 0
+
+
 def test_resume_is_exact(clip, tmp_path):
     import s2v
 
@@ -139,16 +154,76 @@ def test_user_mistakes_give_one_line(clip, tmp_path, capsys):
                                            "--resume", "--force"])
     broken = tmp_path / "broken.pt"
     broken.write_bytes(b"\x00" * 100)
-    assert "not a readable s2v checkpoint" in _error(
+    assert "not an s2v checkpoint" in _error(
         capsys, ["generate", str(broken), str(clip), "--out", str(tmp_path / "x.mp4")])
     assert "no such checkpoint" in _error(
         capsys, ["evaluate", str(tmp_path / "nothing")])
     assert "no such file" in _error(
         capsys, ["generate", str(run), str(tmp_path / "none.wav"), "--out",
                  str(tmp_path / "x.mp4")])
-    assert "cuda" in _error(capsys, ["generate", str(run), str(clip), "--out",
-                                     str(tmp_path / "x.mp4"), "--backend", "triton"])
+    message = _error(capsys, ["generate", str(run), str(clip), "--out",
+                              str(tmp_path / "x.mp4"), "--backend", "triton"])
+    assert "cuda" in message and "incompatible" not in message  # the checkpoint is fine
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_more_user_mistakes_give_one_line(clip, tmp_path, capsys):
+    """Bad numbers, devices, paths and checkpoints: one line naming the flag or file,
+    exit status 2, before any long work."""
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    out = str(tmp_path / "x.mp4")
+    for flag, value in (("--fps", "inf"), ("--fps", "nan"), ("--l1", "nan"), ("--seed", "-1"),
+                        ("--device", "banana")):
+        assert flag in _error(capsys, ["train", str(clip), "--out", str(tmp_path / "bad"),
+                                       *TINY, flag, value]), (flag, value)
+    assert not (tmp_path / "bad").exists()
+    assert "--device 'banana'" in _error(capsys, ["generate", str(run), str(clip), "--out",
+                                                  out, "--device", "banana"])
+    if not torch.cuda.is_available():
+        assert "no CUDA device" in _error(capsys, ["evaluate", str(run), "--device", "cuda"])
+    assert "is a directory" in _error(capsys, ["train", str(tmp_path), "--out",
+                                               str(tmp_path / "r7"), *TINY])
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("x")
+    assert "is a file" in _error(capsys, ["train", str(clip), "--out", str(a_file), *TINY])
+    assert "is a directory" in _error(capsys, ["generate", str(run), str(clip), "--out",
+                                               str(tmp_path)])
+    sound = tmp_path / "sound.mp4"
+    sound.write_bytes(clip.read_bytes())
+    assert "input sound file" in _error(capsys, ["generate", str(run), str(sound), "--out",
+                                                 str(sound)])
+    assert "--video" in _error(capsys, ["evaluate", str(run), "--video",
+                                        str(tmp_path / "none.mp4")])
+    assert "--json" in _error(capsys, ["evaluate", str(run), "--json",
+                                       str(tmp_path / "nodir" / "m.json")])
+    assert "--seconds" in _error(capsys, ["demo", "--out", str(tmp_path / "demo"),
+                                          "--seconds", "0"])
+
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    assert "an empty file" in _error(capsys, ["generate", str(empty), str(clip), "--out", out])
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    del saved["config"]["data"]["seq_len"]
+    torch.save(saved, tmp_path / "incomplete.pt")
+    assert "lacks seq_len" in _error(capsys, ["generate", str(tmp_path / "incomplete.pt"),
+                                              str(clip), "--out", out])
+
+    # A resumed run refuses another clip.
+    other = tmp_path / "other.mp4"
+    write_video(other, np.full((60, 24, 24, 3), 128, np.uint8), fps=30,
+                audio=tone(2.0, 44100, freq=500, channels=2))
+    assert "not the clip this run trains on" in _error(
+        capsys, ["train", str(other), "--out", str(run), "--resume", "--steps", "2"])
+
+    # A run that failed before its first checkpoint leaves only the clip cache: the
+    # same command with good options then runs, without --force.
+    short = tmp_path / "short"
+    assert "too short" in _error(capsys, ["train", str(clip), "--out", str(short), *TINY,
+                                          "--frames", "64"])
+    assert os.listdir(short) == ["cache"]
+    assert main(["train", str(clip), "--out", str(short), "--steps", "1", *TINY]) == 0
 
 
 def test_doctor_lists_backends(capsys):

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from ._validation import (check_float_tensor, check_positive_int, check_same_device_dtype,
                           check_shape, check_state_tuple)
 from .._extension import build_info, extension_available, load_extension
+from ._autocast import register_autocast_bf16
 from .backend import OpBackends
 
 MAX_LAYERS = 8
@@ -205,6 +206,7 @@ def _fwd_backward(ctx, dy, _dhist, dnew_state):
 
 
 _dilated_gru_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
+register_autocast_bf16(_dilated_gru_fwd, _dilated_gru_bwd)
 
 
 # S2V_DGRU_CUDA_KERNEL picks the CUDA kernel family (read by s2v._C at each call):
@@ -237,6 +239,9 @@ def _dilated_gru_fused(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilatio
     y, _hist, new_state = _dilated_gru_fwd(
         x.contiguous(), state_flat, weight_ih.contiguous(), weight_hh.contiguous(),
         bias_ih.contiguous(), bias_hh.contiguous(), dilation, fb_w, fb_b, state is not None)
+    # Under autocast the op ran in bfloat16 (s2v.ops._autocast); hand back x's dtype,
+    # as the eager reference does there.
+    y, new_state = y.to(x.dtype), new_state.to(x.dtype)
     return y, tuple(new_state.split(spans, dim=1))
 
 

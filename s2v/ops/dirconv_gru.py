@@ -26,6 +26,7 @@ import torch.nn.functional as F
 
 from ._validation import (check_float_tensor, check_odd_kernel, check_same_device_dtype,
                           check_shape)
+from ._autocast import register_autocast_bf16
 from .backend import OpBackends
 
 ORIENTATIONS = (None, "h", "w")
@@ -244,15 +245,18 @@ def _dirconv_backward(ctx, dh_seq):
 
 
 dirconv_gru_fwd.register_autograd(_dirconv_backward, setup_context=_dirconv_setup_context)
+register_autocast_bf16(dirconv_gru_fwd, dirconv_gru_bwd)
 
 
 def dirconv_gru_fused(x, h0, weight, bias, orientation=None, direction: int = 1):
     """The 'cpu'/'triton' implementation: the custom op on contiguous inputs."""
     B, _, _, H, W = x.shape
     h0 = x.new_zeros(B, weight.shape[1], H, W) if h0 is None else h0.contiguous()
-    return torch.ops.s2v.dirconv_gru_fwd(x.contiguous(), h0, weight.contiguous(),
-                                         bias.contiguous(), _ORIENTATION_CODE[orientation],
-                                         int(direction))
+    h_seq = torch.ops.s2v.dirconv_gru_fwd(x.contiguous(), h0, weight.contiguous(),
+                                          bias.contiguous(), _ORIENTATION_CODE[orientation],
+                                          int(direction))
+    # Under autocast the op ran in bfloat16 (s2v.ops._autocast); hand back x's dtype.
+    return h_seq.to(x.dtype)
 
 
 @torch.compiler.assume_constant_result

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ._validation import (check_float_tensor, check_same_device_dtype, check_shape,
                           check_state_tuple)
+from ._autocast import register_autocast_bf16
 from .backend import OpBackends
 from .dirconv_gru import (_ext, _triton_module, cpu_kernels_unavailable, dirconv_gru_ref,
                           validate_dirconv_gru)
@@ -226,6 +227,7 @@ def _vp_backward(ctx, dy, dh_seq, _dsaved):
 
 
 video_predictor_fwd.register_autograd(_vp_backward, setup_context=_vp_setup_context)
+register_autocast_bf16(video_predictor_fwd, video_predictor_bwd)
 
 
 # Above this the CPU backward recomputes the gates rather than keep them (bounded
@@ -258,6 +260,8 @@ def video_predictor_fused(x, xh, state, weights, biases, blend_weight, blend_bia
     y, h_seq, _ = torch.ops.s2v.video_predictor_fwd(
         x.contiguous(), xh.contiguous(), h0, weights[0].contiguous(), biases[0].contiguous(),
         *(t.contiguous() for t in rest), save)
+    # Under autocast the op ran in bfloat16 (s2v.ops._autocast); hand back x's dtype.
+    y, h_seq = y.to(x.dtype), h_seq.to(x.dtype)
     return y, tuple(h_seq[f, :, -1] for f in range(flows))
 
 
