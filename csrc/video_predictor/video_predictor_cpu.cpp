@@ -455,7 +455,9 @@ void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const W
     agg = states.reshape({T_ * N, C + 1});
   } else {
     const at::Tensor bw = wrap(w.blend_w, {C + 1, 5 * Ch});
-    agg = wrap(w.blend_b, {C + 1}).expand({T_ * N, C + 1}).contiguous();
+    // clone, not contiguous(): with one row the expanded bias is already contiguous
+    // and addmm_ below would write into the caller's blend_bias.
+    agg = wrap(w.blend_b, {C + 1}).expand({T_ * N, C + 1}).clone(at::MemoryFormat::Contiguous);
     for (int f = 0; f < F; ++f)
       agg.addmm_(states.select(0, f).reshape({T_ * N, Ch}), bw.narrow(1, f * Ch, Ch).t());
   }
@@ -549,7 +551,8 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
       if (p.layout == Layout::kBasic) {
         agg = st.reshape({nt * N, C + 1});
       } else {
-        agg = wrap(w.blend_b, {C + 1}).expand({nt * N, C + 1}).contiguous();
+        agg = wrap(w.blend_b, {C + 1}).expand({nt * N, C + 1}).clone(  // as in the forward
+            at::MemoryFormat::Contiguous);
         for (int f = 0; f < F; ++f)
           agg.addmm_(st.select(0, f).reshape({nt * N, Ch}), bw.narrow(1, f * Ch, Ch).t());
       }

@@ -29,6 +29,7 @@ from ._validation import (check_float_tensor, check_positive_int, check_same_dev
                           check_shape, check_state_tuple)
 from .._extension import build_info, extension_available, load_extension
 from ._autocast import register_autocast_bf16
+from ._double_backward import register_no_double_backward
 from .backend import OpBackends
 
 MAX_LAYERS = 8
@@ -207,6 +208,7 @@ def _fwd_backward(ctx, dy, _dhist, dnew_state):
 
 _dilated_gru_fwd.register_autograd(_fwd_backward, setup_context=_fwd_setup_context)
 register_autocast_bf16(_dilated_gru_fwd, _dilated_gru_bwd)
+register_no_double_backward(_dilated_gru_bwd, "dilated_gru")
 
 
 # S2V_DGRU_CUDA_KERNEL picks the CUDA kernel family (read by s2v._C at each call):

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from ._validation import (check_float_tensor, check_odd_kernel, check_same_device_dtype,
                           check_shape)
 from ._autocast import register_autocast_bf16
+from ._double_backward import register_no_double_backward
 from .backend import OpBackends
 
 ORIENTATIONS = (None, "h", "w")
@@ -246,6 +247,7 @@ def _dirconv_backward(ctx, dh_seq):
 
 dirconv_gru_fwd.register_autograd(_dirconv_backward, setup_context=_dirconv_setup_context)
 register_autocast_bf16(dirconv_gru_fwd, dirconv_gru_bwd)
+register_no_double_backward(dirconv_gru_bwd, "dirconv_gru")
 
 
 def dirconv_gru_fused(x, h0, weight, bias, orientation=None, direction: int = 1):

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from ._validation import (check_float_tensor, check_same_device_dtype, check_shape,
                           check_state_tuple)
 from ._autocast import register_autocast_bf16
+from ._double_backward import register_no_double_backward
 from .backend import OpBackends
 from .dirconv_gru import (_ext, _triton_module, cpu_kernels_unavailable, dirconv_gru_ref,
                           validate_dirconv_gru)
@@ -228,6 +229,7 @@ def _vp_backward(ctx, dy, dh_seq, _dsaved):
 
 video_predictor_fwd.register_autograd(_vp_backward, setup_context=_vp_setup_context)
 register_autocast_bf16(video_predictor_fwd, video_predictor_bwd)
+register_no_double_backward(video_predictor_bwd, "video_predictor")
 
 
 # Above this the CPU backward recomputes the gates rather than keep them (bounded
@@ -245,7 +247,7 @@ def video_predictor_fused(x, xh, state, weights, biases, blend_weight, blend_bia
     if state is None:
         h0 = x.new_zeros(flows, B, C_hid, H, W)
     else:
-        h0 = torch.stack(tuple(state))
+        h0 = torch.stack(tuple(state)).contiguous()  # a channels_last state stacks as such
     empty = x.new_empty(0)
     if directional:
         rest = (weights[1], biases[1], weights[2], biases[2], blend_weight, blend_bias)

@@ -323,3 +323,58 @@ def test_float64_matches_eager_to_float64_precision(directional, C, k, B, T, H, 
         results.append((y, *state, *torch.autograd.grad(loss, [x_, *layer.parameters()])))
     for i, (a, b) in enumerate(zip(*results)):
         assert rel_err(a, b) < 1e-12, f"output {i}"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_one_pixel_frame_leaves_the_blend_bias_alone(dtype):
+    """B·T·H·W = 1: the blend's bias rows are one contiguous row, which must still be
+    copied before the GEMMs accumulate into it (else every call shifts the bias)."""
+    from s2v.nn import VideoPredictor
+
+    torch.manual_seed(0)
+    vp = VideoPredictor(2, 3, backend="cpu").to(dtype)
+    with torch.no_grad():
+        for p in vp.parameters():
+            p.normal_(0, 0.3)
+    ref = VideoPredictor(2, 3, backend="eager").to(dtype)
+    ref.load_state_dict(vp.state_dict())
+    x = torch.randn(1, 1, 2, 1, 1, dtype=dtype, requires_grad=True)
+    bias = vp.blend_bias.detach().clone()
+    for _ in range(3):
+        y = vp(x)[0]
+        y.square().sum().backward()
+        assert torch.equal(vp.blend_bias.detach(), bias)
+        assert rel_err(y.detach(), ref(x)[0].detach()) < 1e-5
+
+
+def test_channels_last_state_is_accepted():
+    from s2v.nn import VideoPredictor
+
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 3, 4, 5)
+    state = tuple(torch.randn(1, 3, 4, 5).contiguous(memory_format=torch.channels_last)
+                  for _ in range(5))
+    vp = VideoPredictor(3, backend="cpu")
+    ref = VideoPredictor(3, backend="eager")
+    ref.load_state_dict(vp.state_dict())
+    assert rel_err(vp(x, state)[0], ref(x, state)[0]) < 1e-5
+
+
+@pytest.mark.parametrize("layer", ["video_predictor", "dirconv_gru", "dilated_gru"])
+def test_double_backward_names_the_way_out(layer):
+    """A gradient of a gradient through a fused layer: a clear error, not torch's
+    generic 'no autograd formula'; first derivatives with create_graph still work."""
+    from s2v.nn import DilatedResidualGRU, DirConvGRU, VideoPredictor
+
+    torch.manual_seed(0)
+    if layer == "video_predictor":
+        m, x = VideoPredictor(3, backend="cpu"), torch.randn(1, 2, 3, 4, 5)
+    elif layer == "dirconv_gru":
+        m, x = DirConvGRU(3, 4, backend="cpu"), torch.randn(2, 3, 3, 4, 5)
+    else:
+        m, x = DilatedResidualGRU(4, 2, 2, backend="cpu"), torch.randn(1, 5, 4)
+    x.requires_grad_(True)
+    g, = torch.autograd.grad(m(x)[0].square().sum(), x, create_graph=True)
+    assert torch.isfinite(g).all()
+    with pytest.raises(NotImplementedError, match=f"{layer}: .*backend='eager'"):
+        g.square().sum().backward()
