@@ -4,7 +4,7 @@
    pitch and whose radius follows the loudness of the current tone.
 2. Train the full model on it briefly (CPU, a few minutes by default).
 3. Re-animate the held-out last 20 % from its own sound, write the video and a
-   side-by-side image (ground truth | generated), and print PSNR/SSIM against
+   contact sheet (ground truth above, generated below), and print PSNR/SSIM against
    the ground truth next to a trivial baseline: the mean training frame. When
    the model does not beat the baseline, the demo says so.
 """

@@ -26,8 +26,14 @@ def report() -> dict:
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     ops = {}
     for registry in (video_predictor_backends, dirconv_gru_backends, dilated_gru_backends):
-        ops[registry.op_name] = {b: registry.why_unavailable(b) or "available"
-                                 for b in ("eager", "cpu", "triton", "cuda")}
+        status = {}
+        for b in ("eager", "cpu", "triton", "cuda"):
+            why = registry.why_unavailable(b)
+            if why is None and b in ("triton", "cuda") and gpu is None:
+                # Installed and usable, but not here: these kernels run on a GPU.
+                why = "installed, but no CUDA GPU is visible to torch here"
+            status[b] = why or "available"
+        ops[registry.op_name] = status
     return {"s2v": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "torch_cuda": torch.version.cuda, "triton": triton_version, "pyav": av_version,
             "gpu": gpu, "extension": build_info(), "backends": ops}

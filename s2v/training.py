@@ -26,6 +26,7 @@ from typing import Optional, Tuple
 import torch
 
 from . import checkpoint as ckpt
+from .audio import KINDS as AUDIO_FEATURE_KINDS
 from .distributed import Context
 from .data import ClipOptions, SequenceSampler, batch_windows, file_digest, prepare_clip
 from .devices import resolve_device
@@ -77,8 +78,14 @@ class TrainOptions:
             raise ValueError(f"--fps: expected a positive frame rate, got {self.fps!r}")
         if self.minutes is not None and not _positive_number(self.minutes):
             raise ValueError(f"--minutes: expected a positive budget, got {self.minutes!r}")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise ValueError(f"--seed: expected an integer >= 0, got {self.seed!r}")
+        for name in ("seed", "validate_every"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 0, "
+                                 f"got {value!r}")
+        if self.features not in AUDIO_FEATURE_KINDS:
+            raise ValueError(f"--features: expected one of {', '.join(AUDIO_FEATURE_KINDS)}, got "
+                             f"{self.features!r}")
         for name in ("channels_base", "max_channels", "bands"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
@@ -212,8 +219,8 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
 
     Options are the fields of :class:`TrainOptions`. With ``resume=True`` the run
     continues from ``out/checkpoint.pt`` to ``steps`` (the run's total) with the
-    options stored in the checkpoint (``steps``, ``minutes`` and ``progress`` may be
-    changed). Returns a summary dict (final step, losses, last validation metrics).
+    options stored in the checkpoint (``steps``, ``minutes``, ``progress`` and
+    ``samples`` may be changed). Returns a summary dict (final step, losses, last validation metrics).
     """
     out = os.fspath(out)
     known = {f.name for f in fields(TrainOptions)}

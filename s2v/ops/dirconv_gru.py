@@ -121,6 +121,10 @@ def validate_dirconv_gru(x, h0, weight, bias, orientation, direction) -> None:
     C_hid = weight.shape[1]
     k = kernel_size_from_weight(weight, orientation)
     check_odd_kernel(k)
+    if weight.shape[2] != C_in + C_hid:  # most often x has the wrong channel count
+        raise ValueError(f"x: has {C_in} channels (dim 2), but the layer's weight reads "
+                         f"C_in + C_hid = {weight.shape[2]} channels with C_hid = {C_hid}, "
+                         f"i.e. it expects C_in = {weight.shape[2] - C_hid}")
     check_shape("weight", weight, gate_weight_shape(C_in, C_hid, k, orientation))
     check_shape("bias", bias, (3, C_hid), "[3, C_hid]")
     if h0 is not None:

@@ -86,8 +86,8 @@ def test_rejects_bad_arguments():
         dirconv_gru(x[:, :0], None, w, b)
     with pytest.raises(TypeError, match="floating"):
         dirconv_gru(x.to(torch.int32), None, w, b)
-    with pytest.raises(ValueError, match="weight"):
-        dirconv_gru(x[:, :, :2], None, w, b)  # channel mismatch
+    with pytest.raises(ValueError, match=r"x: has 2 channels .* expects C_in = 3"):
+        dirconv_gru(x[:, :, :2], None, w, b)  # channel mismatch: named on x
     with pytest.raises(ValueError, match="state"):
         dirconv_gru(x, torch.zeros(1, 4, 5, 4), w, b)
     with pytest.raises(TypeError, match="dtype"):
