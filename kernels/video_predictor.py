@@ -315,6 +315,49 @@ def _adjoint_shift(g, shift, axis):
     return torch.zeros_like(g).index_add_(axis, _shift_index(n, shift, g.device), g)
 
 
+# Images per unfolded chunk in _conv_weight_grad are capped so that the unfolded
+# copy stays near this size.
+_UNFOLD_CHUNK_BYTES = 256 << 20
+
+
+def _conv_weight_grad(src, g, kernel, padding):
+    """``torch.nn.grad.conv2d_weight`` for stride 1 and a same-size output, as GEMMs.
+
+    src ``[N, Cs, H, W]``, g ``[N, O, H, W]`` float32/float64, kernel ``(kh, kw)``
+    with padding ``(ph, pw)`` such that the output is H×W. Returns ``[O, Cs, kh, kw]``.
+
+    Why not conv2d_weight: its output is small (O × Cs·kh·kw) and its reduction long
+    (N·H·W), and off cuDNN (see _exact_convs) ATen runs it as one GEMM per image
+    with a handful of output tiles, i.e. a few CTAs on a 132-SM GPU. Here the
+    reduction is split over images and pixel chunks into one batched GEMM with
+    enough independent products to fill the GPU, in float32 products and
+    accumulation, then summed. Same arithmetic up to the order of the additions.
+    """
+    N, Cs, H, W = src.shape
+    O = g.shape[1]
+    (kh, kw), (ph, pw) = kernel, padding
+    HW, taps = H * W, kh * kw
+    src_p = F.pad(src, (pw, pw, ph, ph))
+    # Pixel chunks per image: HW split into S equal parts (S a power of two dividing HW),
+    # about 2048 pixels each, so that N·S products keep the GPU busy.
+    S = 1
+    while S * 2 <= max(1, HW // 2048) and HW % (S * 2) == 0:
+        S *= 2
+    per_image = taps * Cs * HW * src.element_size()
+    step = max(1, _UNFOLD_CHUNK_BYTES // max(per_image, 1))
+    dw = torch.zeros(O, Cs * taps, dtype=src.dtype, device=src.device)
+    for n0 in range(0, N, step):
+        n1 = min(N, n0 + step)
+        sp = src_p[n0:n1]
+        # U[n, c·taps + i·kw + j, p] = src_p[n, c, y + i, x + j]: the im2col of every image.
+        U = torch.stack([sp[:, :, i:i + H, j:j + W] for i in range(kh) for j in range(kw)], 2)
+        U = U.reshape(n1 - n0, Cs * taps, S, HW // S).permute(0, 2, 3, 1)
+        G = g[n0:n1].reshape(n1 - n0, O, S, HW // S).permute(0, 2, 1, 3)
+        prod = torch.matmul(G, U)                       # [n, S, O, Cs·taps]
+        dw += prod.sum((0, 1))
+    return dw.view(O, Cs, kh, kw)
+
+
 def _conv_grads(flows, src_x, w, k, orientation, dx):
     """Input and weight gradients of one cell from the gate gradients of its flows.
 
@@ -328,7 +371,6 @@ def _conv_grads(flows, src_x, w, k, orientation, dx):
     C = src_x.shape[1]
     wf = w.float()
     dw = torch.zeros_like(wf)
-    grad_w = torch.nn.grad.conv2d_weight
     grad_in = torch.nn.grad.conv2d_input
     axis = 2 if orientation == "h" else 3
     subs = [None] if orientation is None else list(range((k + 1) // 2))
@@ -343,8 +385,9 @@ def _conv_grads(flows, src_x, w, k, orientation, dx):
             # A directional flow shifts A_s by d·s rows (cols); fold that shift back.
             g = G if s is None else _adjoint_shift(G, d * s, axis)
             g_sum = g if g_sum is None else g_sum + g
-            d_ru = grad_w(src_ru, (2 * Ch,) + tuple(ws.shape[1:]), g[:, :2 * Ch], padding=pad)
-            d_o = grad_w(src_o, (Ch,) + tuple(ws.shape[1:]), g[:, 2 * Ch:], padding=pad)
+            kernel = tuple(ws.shape[2:])
+            d_ru = _conv_weight_grad(src_ru, g[:, :2 * Ch], kernel, pad)
+            d_o = _conv_weight_grad(src_o, g[:, 2 * Ch:], kernel, pad)
             d = torch.cat([d_ru, d_o], 0).view(3, Ch, C + Ch, *ws.shape[2:])
             if s is None:
                 dw += d

@@ -393,3 +393,29 @@ def test_backward_rejects_bad_state_gradient():
 
 if __name__ == "__main__":
     _worker(sys.argv[1], sys.argv[2])
+
+
+@pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", [
+    (3, 5, 7, 13, 11, (3, 3), (1, 1)),   # square k 3
+    (2, 4, 6, 9, 8, (1, 3), (0, 1)),     # a directional sub-kernel along W
+    (2, 4, 6, 9, 8, (3, 1), (1, 0)),     # ... along H
+    (1, 3, 2, 1, 1, (5, 5), (2, 2)),     # one pixel: every tap but the centre is padding
+    (4, 2, 3, 64, 64, (1, 5), (0, 2)),   # several pixel chunks per image
+    (2, 3, 4, 33, 17, (7, 7), (3, 3)),   # odd sizes, k 7
+])
+def test_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, padding, monkeypatch):
+    """The GEMM form of the weight gradient the Triton backward uses (no triton or GPU
+    needed): equal to torch's conv2d_weight in float64, also when images are split
+    into several unfold chunks."""
+    from s2v.kernels import video_predictor as launcher
+
+    torch.manual_seed(0)
+    src = torch.randn(N, Cs, H, W, dtype=torch.float64)
+    g = torch.randn(N, O, H, W, dtype=torch.float64)
+    ref = torch.nn.grad.conv2d_weight(src, (O, Cs) + kernel, g, padding=padding)
+    got = launcher._conv_weight_grad(src, g, kernel, padding)
+    assert got.shape == ref.shape
+    assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-13
+    monkeypatch.setattr(launcher, "_UNFOLD_CHUNK_BYTES", 1)  # one image per chunk
+    assert ((launcher._conv_weight_grad(src, g, kernel, padding) - ref).abs().max()
+            / ref.abs().max()).item() < 1e-13
