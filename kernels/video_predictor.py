@@ -219,15 +219,34 @@ def _input_gates_convs(x, weights, biases, flows, k):
                 gx[f] = g.view(B, T, 3, Ch, H, W)
             continue
         axis = 2 if orientation == "h" else 3
-        acc = {f: b.view(1, 3 * Ch, 1, 1).expand(B * T, -1, H, W).clone() for f, _, _ in mine}
+        # Each flow accumulates straight into its slice of gx (no per-flow copies).
+        acc = {f: gx[f].view(B * T, 3 * Ch, H, W) for f, _, _ in mine}
+        for f, _, _ in mine:
+            acc[f].copy_(b.view(1, 3 * Ch, 1, 1).expand_as(acc[f]))
         for s in range((k + 1) // 2):
             pad = (0, s) if axis == 2 else (s, 0)
             a = F.conv2d(xf, _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2), padding=pad)
             for f, _, d in mine:
-                acc[f] += a.index_select(axis, _shift_index(a.shape[axis], d * s, x.device))
-        for f, _, _ in mine:
-            gx[f] = acc[f].view(B, T, 3, Ch, H, W)
+                _add_shifted(acc[f], a, d * s, axis)
     return gx
+
+
+def _add_shifted(out, a, shift, axis):
+    """``out += a.index_select(axis, clamp(i - shift))`` (the replicate shift of SPEC §5)
+    as in-place adds of slices: no shifted copy of ``a``."""
+    n = a.shape[axis]
+    if shift == 0:
+        out += a
+        return
+    m = min(abs(shift), n)  # rows that clamp to the edge row
+    if shift > 0:
+        if n > shift:
+            out.narrow(axis, shift, n - shift).add_(a.narrow(axis, 0, n - shift))
+        out.narrow(axis, 0, m).add_(a.narrow(axis, 0, 1))
+    else:
+        if n > -shift:
+            out.narrow(axis, 0, n + shift).add_(a.narrow(axis, -shift, n + shift))
+        out.narrow(axis, n - m, m).add_(a.narrow(axis, n - 1, 1))
 
 
 @functools.lru_cache(maxsize=32)

@@ -228,6 +228,9 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
     if not resume:  # bad options fail before --force clears anything
+        if video is None:
+            raise TypeError("video: a new run needs the video file to train on (None is for "
+                            "resume=True, which reuses the run's own clip)")
         TrainOptions(**options).validate()
     rank = int(os.environ.get("RANK", "0"))
     if rank == 0:
@@ -246,6 +249,11 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
                                  f"{old}; a resumed run keeps its options (only --steps and "
                                  f"--minutes may change)")
         stored.update({k: v for k, v in options.items() if k in changeable})
+        done = int(state_ckpt["step"])
+        if "steps" in options and isinstance(options["steps"], int) and options["steps"] < done:
+            raise ValueError(f"--steps {options['steps']}: the run is already at step {done}; "
+                             f"--steps is the run's total, so pass more than {done} to "
+                             f"continue it")
         opts = TrainOptions(**{k: v for k, v in stored.items() if k in known})
         if opts.crop is not None:
             opts.crop = tuple(opts.crop)

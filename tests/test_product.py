@@ -171,7 +171,7 @@ def test_more_user_mistakes_give_one_line(clip, tmp_path, capsys):
     """Bad numbers, devices, paths and checkpoints: one line naming the flag or file,
     exit status 2, before any long work."""
     run = tmp_path / "run"
-    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    assert main(["train", str(clip), "--out", str(run), "--steps", "2", *TINY]) == 0
     capsys.readouterr()
     out = str(tmp_path / "x.mp4")
     for flag, value in (("--fps", "inf"), ("--fps", "nan"), ("--l1", "nan"), ("--seed", "-1"),
@@ -211,6 +211,8 @@ def test_more_user_mistakes_give_one_line(clip, tmp_path, capsys):
     assert "lacks seq_len" in _error(capsys, ["generate", str(tmp_path / "incomplete.pt"),
                                               str(clip), "--out", out])
 
+    assert "already at step 2" in _error(capsys, ["train", str(clip), "--out", str(run),
+                                                  "--resume", "--steps", "1"])
     # A resumed run refuses another clip.
     other = tmp_path / "other.mp4"
     write_video(other, np.full((60, 24, 24, 3), 128, np.uint8), fps=30,

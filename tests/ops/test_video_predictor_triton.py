@@ -419,3 +419,20 @@ def test_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, padding,
     monkeypatch.setattr(launcher, "_UNFOLD_CHUNK_BYTES", 1)  # one image per chunk
     assert ((launcher._conv_weight_grad(src, g, kernel, padding) - ref).abs().max()
             / ref.abs().max()).item() < 1e-13
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 7), (2, 2, 6, 1)])
+@pytest.mark.parametrize("axis", [2, 3])
+def test_add_shifted_is_the_replicate_shift(shape, axis):
+    """The in-place shifted add of the Triton launcher's input gates equals adding the
+    replicate-shifted copy, for every shift, including shifts past the edge."""
+    from s2v.kernels import video_predictor as launcher
+
+    torch.manual_seed(0)
+    n = shape[axis]
+    for shift in range(-n - 2, n + 3):
+        a = torch.randn(shape, dtype=torch.float64)
+        out = torch.randn(shape, dtype=torch.float64)
+        ref = out + a.index_select(axis, launcher._shift_index(n, shift, a.device))
+        launcher._add_shifted(out, a, shift, axis)
+        assert torch.equal(out, ref), shift
