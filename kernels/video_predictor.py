@@ -327,11 +327,26 @@ def _blend_fwd(h_seq, xh, blend_w, blend_b, directional):
 
 
 def _adjoint_shift(g, shift, axis):
-    """Adjoint of ``index_select(axis, clamp(i - shift))``: rows clamped together add up."""
+    """Adjoint of ``index_select(axis, clamp(i - shift))``: rows clamped together add up.
+
+    Slice copies and one sum for the clamped rows, instead of an index_add_ over every
+    row (same values up to the order of the additions into the edge row)."""
     if shift == 0:
         return g
     n = g.shape[axis]
-    return torch.zeros_like(g).index_add_(axis, _shift_index(n, shift, g.device), g)
+    out = torch.zeros_like(g)
+    m = min(abs(shift), n)  # source rows that clamp onto the edge row, besides its own
+    if shift > 0:
+        # out[j] = g[j + shift] for j < n - shift; out[0] also gathers g[0 .. shift).
+        if n > shift:
+            out.narrow(axis, 0, n - shift).copy_(g.narrow(axis, shift, n - shift))
+        out.narrow(axis, 0, 1).add_(g.narrow(axis, 0, m).sum(axis, keepdim=True))
+    else:
+        # out[j] = g[j + shift] for j >= -shift; out[n-1] also gathers g[n + shift .. n).
+        if n > -shift:
+            out.narrow(axis, -shift, n + shift).copy_(g.narrow(axis, 0, n + shift))
+        out.narrow(axis, n - 1, 1).add_(g.narrow(axis, n - m, m).sum(axis, keepdim=True))
+    return out
 
 
 # Images per unfolded chunk in _conv_weight_grad are capped so that the unfolded

@@ -436,3 +436,21 @@ def test_add_shifted_is_the_replicate_shift(shape, axis):
         ref = out + a.index_select(axis, launcher._shift_index(n, shift, a.device))
         launcher._add_shifted(out, a, shift, axis)
         assert torch.equal(out, ref), shift
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 7), (2, 2, 6, 1)])
+@pytest.mark.parametrize("axis", [2, 3])
+def test_adjoint_shift_is_the_adjoint(shape, axis):
+    """<shift(a), g> = <a, adjoint_shift(g)> for every shift (the backward of the
+    replicate shift), including shifts past the edge."""
+    from s2v.kernels import video_predictor as launcher
+
+    torch.manual_seed(0)
+    n = shape[axis]
+    for shift in range(-n - 2, n + 3):
+        a = torch.randn(shape, dtype=torch.float64)
+        g = torch.randn(shape, dtype=torch.float64)
+        shifted = a.index_select(axis, launcher._shift_index(n, shift, a.device))
+        lhs = (shifted * g).sum()
+        rhs = (a * launcher._adjoint_shift(g, shift, axis)).sum()
+        assert abs(lhs - rhs).item() < 1e-12, shift
