@@ -3,27 +3,28 @@
 #
 #   bash profiling/gpu_lease.sh WORKDIR TARBALL [SECONDS]
 #
-# Steps (each cut to the time left; a step with too little left is skipped):
-#   1. build    gpu_check.sh build (s2v._C with its CUDA part)
-#   2. golden   gpu_check.sh golden (vp_* on triton, me_* on cuda, fp32 and bf16)
-#   3. gputest  the GPU tests of the fused ops (both CUDA kernel families of the
-#               dilated GRU, the Triton video predictor), slowest listed
-#   4. bench    the dilated GRU, video predictor and product benchmarks
-#               (--quick --no-compile, plus 128 px; their op tests limited to
-#               the GPU ones; one JSON per benchmark under WORKDIR/bench)
-#   5. breakdown  profiling.breakdown: kernel time by category inside the video
-#               predictor, the dilated GRU and one training iteration
-#   6. suite    the whole test suite (pytest-xdist when installed)
-#   7. ncu      Nsight Compute over the fused ops (ncu), and the dilated GRU's
-#               per-unit CUDA kernels (ncu_per_unit; the default is grouped)
+# Steps, in this order (each cut to the time left; one with too little left is
+# skipped):
+#   build      gpu_check.sh build (s2v._C with its CUDA part)
+#   gputest    the GPU tests of the fused ops (both CUDA kernel families of the
+#              dilated GRU, the Triton video predictor), slowest listed
+#   golden     gpu_check.sh golden (vp_* on triton, me_* on cuda, fp32 and bf16)
+#   bench_video_predictor, bench_dilated_gru, bench_product
+#              --quick --no-compile, plus 128 px; their op tests limited to the
+#              GPU ones; one JSON per benchmark under WORKDIR/bench
+#   breakdown  profiling.breakdown: kernel time by category inside the video
+#              predictor, the dilated GRU and one training iteration
+#   ncu_dilated_gru  Nsight Compute of the dilated GRU (its default kernels)
+#   suite      the whole test suite (pytest-xdist when installed)
+#   ncu        Nsight Compute over every fused op
+# Also available: ncu_per_unit (the dilated GRU's per-unit CUDA kernels).
 # S2V_LEASE_STEPS="build gputest ..." runs those steps, in that order, instead
-# (a short second lease after a fix). Steps: build golden gputest
-# bench_dilated_gru bench_video_predictor bench_product breakdown suite ncu ncu_per_unit,
-# and ncu_dilated_gru (the dilated GRU alone, not in the default list).
+# (a short second lease after a fix).
 # Everything lands under WORKDIR; TARBALL (.tar.gz) is rewritten after every
 # step, so a command killed at its limit still returns what finished.
 # SECONDS (default 540) is the whole budget; the last step ends 20 s before.
 # Extra wheels (PyAV, ...) are picked up from wheels/ as gpu_check.sh does.
+
 set -u -o pipefail
 
 if (($# < 2)); then
@@ -123,7 +124,9 @@ step() {
     esac
 }
 
-ALL_STEPS="build golden gputest bench_dilated_gru bench_video_predictor bench_product breakdown suite ncu ncu_per_unit"
+# Correctness first, then what the open questions need most (the video predictor's
+# time and where it goes), then the rest; the whole suite passed on a GPU before.
+ALL_STEPS="build gputest golden bench_video_predictor breakdown bench_dilated_gru bench_product ncu_dilated_gru suite ncu"
 for name in ${S2V_LEASE_STEPS:-$ALL_STEPS}; do
     step "$name"
 done
