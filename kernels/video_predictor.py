@@ -79,11 +79,17 @@ _CPU_BLOCK_P = 32
 _LAUNCH_OPTIONS = dict(num_warps=4, num_stages=1, enable_fp_fusion=True)
 
 
+def _interpreting() -> bool:
+    """TRITON_INTERPRET set to anything but empty or 0 (triton also reads true/yes/on)."""
+    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() not in ("", "0", "false",
+                                                                           "no", "off")
+
+
 @functools.lru_cache(maxsize=None)
 def _kernels():
     """The Triton kernels, imported on first use so this module imports without triton."""
     from . import _video_predictor_triton as k
-    if os.environ.get("TRITON_INTERPRET") == "1":
+    if _interpreting():
         fix_interpreter_scalar_index()
     return {"fwd": k._video_predictor_fwd_kernel, "bwd": k._video_predictor_bwd_kernel}
 
@@ -155,7 +161,7 @@ def _validate(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blend_b):
 
 def _check_runnable(x):
     """Raise unless the kernels can run on x's device (checked after the shapes)."""
-    if x.device.type != "cuda" and os.environ.get("TRITON_INTERPRET", "0") in ("", "0"):
+    if x.device.type != "cuda" and not _interpreting():
         raise ValueError(f"x: the Triton kernels need CUDA tensors, got device {x.device} "
                          "(CPU tensors only run under TRITON_INTERPRET=1)")
 
@@ -363,32 +369,38 @@ def _conv_weight_grad(src, g, kernel, padding):
     Why not conv2d_weight: its output is small (O × Cs·kh·kw) and its reduction long
     (N·H·W), and off cuDNN (see _exact_convs) ATen runs it as one GEMM per image
     with a handful of output tiles, i.e. a few CTAs on a 132-SM GPU. Here the
-    reduction is split over images and pixel chunks into one batched GEMM with
+    reduction is split over images and bands of rows into one batched GEMM with
     enough independent products to fill the GPU, in float32 products and
     accumulation, then summed. Same arithmetic up to the order of the additions.
     """
     N, Cs, H, W = src.shape
     O = g.shape[1]
     (kh, kw), (ph, pw) = kernel, padding
-    HW, taps = H * W, kh * kw
+    taps = kh * kw
     src_p = F.pad(src, (pw, pw, ph, ph))
-    # Pixel chunks per image: HW split into S equal parts (S a power of two dividing HW),
-    # about 2048 pixels each, so that N·S products keep the GPU busy.
+    # Bands per image: H split into S equal bands of rows (S a power of two dividing
+    # H), each of about 2048 pixels, so that N·S products keep the GPU busy.
     S = 1
-    while S * 2 <= max(1, HW // 2048) and HW % (S * 2) == 0:
+    while H % (S * 2) == 0 and (H // (S * 2)) * W >= 2048:
         S *= 2
-    per_image = taps * Cs * HW * src.element_size()
+    rows = H // S
+    per_image = taps * Cs * H * W * src.element_size()
     step = max(1, _UNFOLD_CHUNK_BYTES // max(per_image, 1))
     dw = torch.zeros(O, Cs * taps, dtype=src.dtype, device=src.device)
     for n0 in range(0, N, step):
-        n1 = min(N, n0 + step)
-        sp = src_p[n0:n1]
-        # U[n, c·taps + i·kw + j, p] = src_p[n, c, y + i, x + j]: the im2col of every image.
-        U = torch.stack([sp[:, :, i:i + H, j:j + W] for i in range(kh) for j in range(kw)], 2)
-        U = U.reshape(n1 - n0, Cs * taps, S, HW // S).permute(0, 2, 3, 1)
-        G = g[n0:n1].reshape(n1 - n0, O, S, HW // S).permute(0, 2, 1, 3)
-        prod = torch.matmul(G, U)                       # [n, S, O, Cs·taps]
-        dw += prod.sum((0, 1))
+        n = min(N, n0 + step) - n0
+        sp = src_p[n0:n0 + n]
+        # U[n, b, c, t, r, x] = src_p[n, c, b·rows + r + i, x + j] for tap t = (i, j):
+        # the im2col of each band, written once in the layout the GEMM reads.
+        U = src.new_empty(n, S, Cs, taps, rows, W)
+        for t in range(taps):
+            i, j = divmod(t, kw)
+            window = sp[:, :, i:i + H, j:j + W].reshape(n, Cs, S, rows, W)
+            U[:, :, :, t].copy_(window.permute(0, 2, 1, 3, 4))
+        U = U.view(n * S, Cs * taps, rows * W)
+        G = g[n0:n0 + n].reshape(n, O, S, rows * W).permute(0, 2, 1, 3).reshape(
+            n * S, O, rows * W)
+        dw += torch.bmm(G, U.transpose(1, 2)).sum(0)    # [n·S, O, Cs·taps] -> [O, Cs·taps]
     return dw.view(O, Cs, kh, kw)
 
 

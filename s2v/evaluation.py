@@ -126,6 +126,7 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
     """
     from .feature_metrics import compare, load_detectors
 
+    resolve_device(device)  # before the metric networks load onto it
     if json_path:  # checked before minutes of work, not after
         json_path = os.fspath(json_path)
         folder = os.path.dirname(os.path.abspath(json_path))

@@ -272,7 +272,9 @@ def _check_same_clip(video, trained_on: str) -> None:
     """A resumed run goes on with its own clip: refuse another one. The same bytes at
     another path pass, and so does any file when the original is gone (moved)."""
     video = os.fspath(video)
-    if os.path.abspath(video) == os.path.abspath(trained_on):
+    if not os.path.isabs(trained_on):
+        return  # stored relative to a working directory unknown here: nothing to compare
+    if os.path.abspath(video) == trained_on:
         return
     if (os.path.isfile(video) and os.path.isfile(trained_on)
             and file_digest(video) != file_digest(trained_on)):
@@ -295,7 +297,9 @@ class _Run:
         self.train_clip, self.val_clip = self.clip.train(), self.clip.validation()
         self.config = {
             "generator": model_config(opts, self.clip.features.shape[1]),
-            "data": {**asdict(clip_options), "seq_len": opts.frames, "video": video,
+            "data": {**asdict(clip_options), "seq_len": opts.frames,
+                     # absolute: evaluate and resume may run from another directory
+                     "video": os.path.abspath(video),
                      "frames": self.clip.num_frames, "split": self.clip.split},
             "train": asdict(opts),
         }

@@ -43,6 +43,7 @@ def test_train_generate_evaluate(clip, tmp_path, capsys):
     assert "step 2/2" in capsys.readouterr().out
     saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
     assert saved["step"] == 2 and saved["config"]["data"]["size"] == 16
+    assert os.path.isabs(saved["config"]["data"]["video"])  # resumable from anywhere
     assert {"generator", "video_discriminator", "image_discriminator", "optimizer_g",
             "sampler", "states", "rng"} <= set(saved)
     assert (run / "samples" / "step_0000002.mp4").is_file()
@@ -184,6 +185,10 @@ def test_more_user_mistakes_give_one_line(clip, tmp_path, capsys):
                                                   out, "--device", "banana"])
     if not torch.cuda.is_available():
         assert "no CUDA device" in _error(capsys, ["evaluate", str(run), "--device", "cuda"])
+    # The device is checked before the metric networks load (not blamed on their file).
+    assert "--device 'banana'" in _error(capsys, ["evaluate", str(run), "--inception",
+                                                  str(tmp_path / "none.pt"), "--device",
+                                                  "banana"])
     assert "is a directory" in _error(capsys, ["train", str(tmp_path), "--out",
                                                str(tmp_path / "r7"), *TINY])
     a_file = tmp_path / "file.txt"
