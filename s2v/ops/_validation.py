@@ -33,8 +33,24 @@ def check_shape(name: str, t: torch.Tensor, expected: Sequence[int], layout: str
             f"{name}: expected shape{what} {tuple(expected)}, got {tuple(t.shape)}")
 
 
+def _autocast_mix(device: torch.device) -> tuple | None:
+    """Under torch.autocast on ``device``: the dtypes it mixes (float32 and its own)."""
+    kind = device.type
+    try:
+        if not torch.is_autocast_enabled(kind):
+            return None
+        return (torch.float32, torch.get_autocast_dtype(kind))
+    except (RuntimeError, TypeError, AttributeError):  # a device type autocast lacks
+        return None
+
+
 def check_same_device_dtype(reference_name: str, reference: torch.Tensor, **others) -> None:
-    """Raise unless every tensor in ``others`` lives on ``reference``'s device with its dtype."""
+    """Raise unless every tensor in ``others`` lives on ``reference``'s device with its dtype.
+
+    Under torch.autocast, float32 and the autocast dtype may mix (an input produced by
+    an earlier autocast op next to float32 parameters): the ops cast them as autocast
+    does."""
+    mix = _autocast_mix(reference.device)
     for name, t in others.items():
         if t is None:
             continue
@@ -42,6 +58,8 @@ def check_same_device_dtype(reference_name: str, reference: torch.Tensor, **othe
             raise ValueError(
                 f"{name}: expected device {reference.device} (that of {reference_name}), "
                 f"got {t.device}")
+        if mix is not None and t.dtype in mix and reference.dtype in mix:
+            continue
         if t.dtype != reference.dtype:
             raise TypeError(
                 f"{name}: expected dtype {reference.dtype} (that of {reference_name}), "

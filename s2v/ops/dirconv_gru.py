@@ -305,4 +305,5 @@ def dirconv_gru(x: torch.Tensor, h0: torch.Tensor | None, weight: torch.Tensor,
     """
     validate_dirconv_gru(x, h0, weight, bias, orientation, direction)
     impl = dirconv_gru_backends.resolve(backend, x.device)
-    return impl(x, h0, weight, bias, orientation, direction)
+    # x's dtype on every backend, also when autocast mixes dtypes inside the cell.
+    return impl(x, h0, weight, bias, orientation, direction).to(x.dtype)

@@ -64,3 +64,26 @@ def test_fused_layer_under_cpu_autocast(name, layer, shape):
     for pname, p in layer.named_parameters():
         assert p.grad is not None and p.grad.dtype == torch.float32, pname
         assert torch.isfinite(p.grad).all(), pname
+
+
+@pytest.mark.parametrize("name, layer, shape", _layers(), ids=[n for n, _, _ in _layers()])
+def test_bf16_input_from_an_earlier_autocast_op(name, layer, shape):
+    """Inside autocast, x may arrive in bfloat16 (made by an earlier autocast op) while
+    the parameters stay float32: the layer takes it on both backends, as autocast's
+    own ops do; outside autocast the dtype mismatch is still an error."""
+    torch.manual_seed(2)
+    x = torch.randn(*shape).to(torch.bfloat16).requires_grad_(True)
+    eager = copy.deepcopy(layer)
+    eager.backend = "eager"
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = _run(layer, x)
+        y_ref = _run(eager, x)
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    err = ((y.float() - y_ref.float()).abs().max() / y_ref.float().abs().max()).item()
+    assert err < 5e-2, err
+    y.float().square().sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad.float()).all()
+    assert all(p.grad is not None and p.grad.dtype == torch.float32
+               for p in layer.parameters())
+    with pytest.raises(TypeError, match="dtype"):
+        _run(layer, x.detach())
