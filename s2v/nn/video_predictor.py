@@ -32,7 +32,7 @@ class VideoPredictor(nn.Module):
         self.channels = channels
         self.kernel_size = kernel_size
         self.directional = bool(directional)
-        self.backend = video_predictor_backends.check(backend)
+        self._backend = video_predictor_backends.check(backend)
         if self.directional:
             self.cells = nn.ModuleList(
                 DirConvGRU(channels, channels, kernel_size, o) for o in CELL_ORIENTATIONS)
@@ -42,7 +42,18 @@ class VideoPredictor(nn.Module):
             self.cells = nn.ModuleList([DirConvGRU(channels, channels + 1, kernel_size)])
             self.register_parameter("blend_weight", None)
             self.register_parameter("blend_bias", None)
+        self.backend = backend  # the cells show the layer's backend (they only hold weights)
         self.reset_parameters()
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = video_predictor_backends.check(value)
+        for cell in getattr(self, "cells", ()):
+            cell.backend = self._backend
 
     def reset_parameters(self) -> None:
         for cell in self.cells:

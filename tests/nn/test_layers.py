@@ -147,3 +147,19 @@ def test_dilated_gru_fused_backends_say_why_when_unavailable():
     if not (info["with_cuda"] and torch.cuda.is_available()):
         with pytest.raises(BackendUnavailableError, match="CUDA|cuda"):
             DilatedResidualGRU(4, backend="cuda")
+
+
+def test_video_predictor_cells_show_the_layers_backend():
+    """The cells only hold weights; their backend follows the layer's, also when it
+    is changed later, so repr does not show a backend that never runs."""
+    import copy
+
+    from s2v.nn import VideoPredictor
+
+    vp = VideoPredictor(3, backend="eager")
+    assert {c.backend for c in vp.cells} == {"eager"}
+    vp.backend = "auto"
+    assert {c.backend for c in vp.cells} == {"auto"}
+    assert copy.deepcopy(vp).backend == "auto"
+    with pytest.raises(ValueError, match="backend"):
+        vp.backend = "fast"
