@@ -70,12 +70,15 @@ def category(name: str) -> str:
 # --------------------------------------------------------------------------- targets
 
 def op_shape(op: str, device: str, small: bool) -> dict:
+    """The Nsight shapes (profiling.ncu), 64² for the video predictor on a CPU."""
+    from profiling.ncu import DGRU_SHAPE, VP_SHAPE
+
     if op == "dilated_gru":
-        return {"D": 8, "L": 2, "dilation": 2, "T": 12, "B": 1} if small else \
-            {"D": 66, "L": 3, "dilation": 2, "T": 256, "B": 1}
-    side = 8 if small else (128 if device == "cuda" else 64)
-    return {"C": 4 if small else 32, "k": 3, "H": side, "W": side, "T": 3 if small else 16,
-            "B": 1}
+        return {"D": 8, "L": 2, "dilation": 2, "T": 12, "B": 1} if small else dict(DGRU_SHAPE)
+    if small:
+        return {"C": 4, "k": 3, "H": 8, "W": 8, "T": 3, "B": 1}
+    side = VP_SHAPE["H"] if device == "cuda" else 64
+    return dict(VP_SHAPE, H=side, W=side)
 
 
 def build_op(op: str, backend: str, dtype: torch.dtype, device: str, small: bool):

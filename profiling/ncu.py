@@ -615,26 +615,11 @@ def _range_nodes(op: str):
 
 
 def build_target(op: str, dtype_name: str):
-    """(module, input, output-grad seed) at the benchmark shape, on the GPU."""
-    import torch
+    """(module, input) at the benchmark shape, on the GPU, with the op's fused backend."""
+    from profiling.breakdown import DTYPES, build_op
 
-    from s2v.nn import DilatedResidualGRU, DirConvGRU, VideoPredictor
-
-    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[dtype_name]
-    torch.manual_seed(0)
-    if op == "dilated_gru":
-        s = DGRU_SHAPE
-        model = DilatedResidualGRU(s["D"], s["L"], s["dilation"], backend="cuda")
-        shape = (s["B"], s["T"], s["D"])
-    else:
-        s = VP_SHAPE
-        if op == "video_predictor":
-            model = VideoPredictor(s["C"], s["k"], directional=True, backend="triton")
-        else:
-            model = DirConvGRU(s["C"], s["C"], s["k"], orientation="h", backend="triton")
-        shape = (s["B"], s["T"], s["C"], s["H"], s["W"])
-    model = model.to(device="cuda", dtype=dtype)
-    x = torch.randn(*shape, device="cuda", dtype=dtype, requires_grad=True)
+    backend = "cuda" if op == "dilated_gru" else "triton"
+    model, x, _ = build_op(op, backend, DTYPES[dtype_name], "cuda", small=False)
     return model, x
 
 

@@ -30,6 +30,12 @@ TRAIN_FRACTION = 0.8
 SAMPLE_RATE = 64000
 
 
+def finite_number(value) -> bool:
+    """A finite real number: int or float, not a bool, not a string, not inf or NaN."""
+    return (isinstance(value, (int, float)) and not isinstance(value, bool)
+            and math.isfinite(value))
+
+
 @dataclass(frozen=True)
 class ClipOptions:
     """Every option that changes the cached tensors (part of the cache key)."""
@@ -41,8 +47,7 @@ class ClipOptions:
     chunk: float = 0.085
 
     def validate(self) -> None:
-        if (isinstance(self.fps, bool) or not isinstance(self.fps, (int, float))
-                or not math.isfinite(self.fps) or self.fps <= 0):
+        if not (finite_number(self.fps) and self.fps > 0):
             raise ValueError(f"fps: expected a positive frame rate, got {self.fps!r}")
         if self.size < 1:
             raise ValueError(f"size: expected a positive frame size, got {self.size}")
@@ -135,13 +140,9 @@ def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
 def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: int = 32,
                  progress: bool = True) -> Clip:
     """Decoded, cached clip; raises a clear error when it is too short for ``seq_len``."""
-    from .media import MediaError
+    from .media import MediaError, check_input_file
 
-    path = os.fspath(path)
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path}: is a directory, not a video file")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such file")
+    path = check_input_file(path, "a video file")
     options.validate()
     cache_dir = os.path.join(os.fspath(run_dir), "cache")
     cache_file = os.path.join(cache_dir, f"clip-{cache_key(path, options)}.pt")

@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import json
-import math
 import os
 
 import numpy as np
@@ -71,11 +70,10 @@ def run_demo(out_dir: str, minutes: float = 3.0, steps: int = 4000, size: int = 
     from .evaluation import load, reanimate_holdout
     from .metrics import frame_metrics, to_unit
 
-    from .data import min_frames
+    from .data import finite_number, min_frames
 
     shortest = min_frames(8) / 20.0  # T = 8 frames at 20 fps, plus the held-out part
-    if not (isinstance(seconds, (int, float)) and math.isfinite(seconds)
-            and seconds >= shortest):
+    if not (finite_number(seconds) and seconds >= shortest):
         raise ValueError(f"--seconds: expected a clip length of at least {shortest:g} s, "
                          f"got {seconds!r}")
     os.makedirs(out_dir, exist_ok=True)

@@ -125,6 +125,7 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
                      vgg="vgg16.pt", i3d="i3d_torchscript.pt")
     """
     from .feature_metrics import compare, load_detectors
+    from .media import check_input_file
 
     resolve_device(device)  # before the metric networks load onto it
     if json_path:  # checked before minutes of work, not after
@@ -142,10 +143,8 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
         if not os.path.isfile(video):
             raise FileNotFoundError(f"{video}: the training video is not there any more; "
                                     f"pass --video with the clip to evaluate on")
-    elif os.path.isdir(video):
-        raise IsADirectoryError(f"--video {video}: is a directory, not a video file")
-    elif not os.path.isfile(video):
-        raise FileNotFoundError(f"--video {video}: no such file")
+    else:
+        check_input_file(video, "a video file", "--video")
     options = ClipOptions(size=cfg["size"], fps=cfg["fps"],
                           crop=tuple(cfg["crop"]) if cfg["crop"] else None,
                           feature_kind=cfg["feature_kind"], bands=cfg["bands"],

@@ -27,15 +27,11 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     real-time factor (seconds of output per second of compute)."""
     from tqdm import tqdm
 
-    from .media import MediaError, VideoWriter, iter_audio
+    from .media import MediaError, VideoWriter, check_input_file, iter_audio
 
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"--precision: expected fp32 or bf16, got {precision!r}")
-    audio, out = os.fspath(audio), os.fspath(out)
-    if os.path.isdir(audio):
-        raise IsADirectoryError(f"{audio}: is a directory, not an audio or video file")
-    if not os.path.isfile(audio):
-        raise FileNotFoundError(f"{audio}: no such file")
+    audio, out = check_input_file(audio, "an audio or video file"), os.fspath(out)
     if os.path.isdir(out):
         raise IsADirectoryError(f"--out {out}: is a directory; give the name of the .mp4 "
                                 f"to write")

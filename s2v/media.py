@@ -40,6 +40,19 @@ def _av():
     return av
 
 
+def check_input_file(path, what: str, flag: str = "") -> str:
+    """``path`` as a string if it names an existing file; else FileNotFoundError or
+    IsADirectoryError, one line, prefixed with ``flag`` (e.g. ``"--video"``) if given.
+    For the commands' up-front checks, before any decoding (needs no PyAV)."""
+    path = os.fspath(path)
+    name = f"{flag} {path}" if flag else path
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{name}: is a directory, not {what}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{name}: no such file")
+    return path
+
+
 def _open(path, what: str):
     """Open ``path`` for reading; one-line errors for missing or non-media files."""
     path = os.fspath(path)

@@ -14,7 +14,6 @@ end, when the time budget is spent and on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
-import math
 import os
 import random
 import shutil
@@ -28,7 +27,8 @@ import torch
 from . import checkpoint as ckpt
 from .audio import KINDS as AUDIO_FEATURE_KINDS
 from .distributed import Context
-from .data import ClipOptions, SequenceSampler, batch_windows, file_digest, prepare_clip
+from .data import (ClipOptions, SequenceSampler, batch_windows, file_digest, finite_number,
+                   prepare_clip)
 from .devices import resolve_device
 from .models import Generator, ImageDiscriminator, VideoDiscriminator, named_config
 from .models.losses import check_loss, discriminator_loss, generator_loss
@@ -96,7 +96,7 @@ class TrainOptions:
         check_loss(self.loss)
         check_backend_name(self.backend)
         named_config(self.config)
-        if not (_number(self.l1) and self.l1 >= 0):
+        if not (finite_number(self.l1) and self.l1 >= 0):
             raise ValueError(f"--l1: expected a finite weight >= 0, got {self.l1!r}")
         for name in ("lr_g", "lr_d", "chunk"):
             if not _positive_number(getattr(self, name)):
@@ -105,14 +105,8 @@ class TrainOptions:
         resolve_device(self.device)
 
 
-def _number(value) -> bool:
-    """A finite real number (not a bool, not a string)."""
-    return (isinstance(value, (int, float)) and not isinstance(value, bool)
-            and math.isfinite(value))
-
-
 def _positive_number(value) -> bool:
-    return _number(value) and value > 0
+    return finite_number(value) and value > 0
 
 
 def model_config(opts: TrainOptions, audio_features: int) -> dict:

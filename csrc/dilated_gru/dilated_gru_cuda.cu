@@ -137,17 +137,17 @@ __global__ void forward_kernel(Params p) {
   }
 }
 
-// Shared memory of the backward, in floats:
-//   dubuf [2][L+1][D] | dres [L][D] | gbuf [L][6D] | carry [D]
+// Shared memory of the backward: its vectors (backward_vectors) only.
 __global__ void backward_kernel(Params p) {
   S2V_DYNAMIC_SMEM(smem);
   const int64_t D = p.D, D3 = 3 * D, T = p.T;
   const int L = p.L;
   const int64_t b = blockIdx.x;
-  float* dubuf = smem;
-  float* dres = dubuf + 2 * (L + 1) * D;
-  float* gbuf = dres + L * D;
-  float* carry = gbuf + L * 6 * D;
+  const BackwardVectors v = backward_vectors(smem, L, D);
+  float* dubuf = v.dubuf;
+  float* dres = v.dres;
+  float* gbuf = v.gbuf;
+  float* carry = v.carry;
   float* dH = p.dhist + b * p.R * D;
   const int64_t items = L * D;
   for (int64_t k = threadIdx.x; k < D; k += blockDim.x) carry[k] = 0.0f;
@@ -277,8 +277,7 @@ int backward_cuda(const Dims& d, const float* gi, const float* gh, const float* 
     const int rc = backward_cuda_grouped(d, p, static_cast<cudaStream_t>(stream), &launched);
     if (rc != 0 || launched) return rc;
   }
-  const size_t bytes =
-      sizeof(float) * (2 * (d.L + 1) * d.D + d.L * d.D + d.L * 6 * d.D + d.D);
+  const size_t bytes = sizeof(float) * backward_vector_floats(d.L, d.D);
   cudaError_t err = cudaFuncSetAttribute(backward_kernel,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          static_cast<int>(bytes));

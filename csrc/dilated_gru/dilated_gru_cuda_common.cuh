@@ -95,6 +95,27 @@ inline Params make_params(const Dims& d) {
   return p;
 }
 
+// The backward's vectors in shared memory, the same in both kernel families (in
+// floats): dubuf [2][L+1][D] | dres [L][D] | gbuf [L][6D] | carry [D]; the
+// grouped kernels put their rings and weights after them.
+struct BackwardVectors {
+  float* dubuf;  // gradients reaching u^l, double-buffered by super-step parity
+  float* dres;   // gradients reaching u^l through the residual
+  float* gbuf;   // per layer: the dgi rows, then the dgh rows, of the current step
+  float* carry;  // the feedback's gradient onto u^0_{t+1}
+};
+__host__ __device__ inline int64_t backward_vector_floats(int64_t L, int64_t D) {
+  return 2 * (L + 1) * D + L * D + L * 6 * D + D;
+}
+__device__ __forceinline__ BackwardVectors backward_vectors(float* smem, int64_t L, int64_t D) {
+  BackwardVectors v;
+  v.dubuf = smem;
+  v.dres = v.dubuf + 2 * (L + 1) * D;
+  v.gbuf = v.dres + L * D;
+  v.carry = v.gbuf + L * 6 * D;
+  return v;
+}
+
 // Phase A of the backward for unit j of layer l at step t, the same in both
 // kernel families (they differ in where they keep the gradients of the states).
 // dh_acc: the gradient gathered so far on h^l_t; gin_buf / carry: the

@@ -300,10 +300,11 @@ __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p,
   const int64_t D = p.D, D3 = 3 * D, T = p.T;
   const int L = p.L;
   const int64_t b = blockIdx.x;
-  float* dubuf = smem;
-  float* dres = dubuf + 2 * (L + 1) * D;
-  float* gbuf = dres + L * D;
-  float* carry = gbuf + L * 6 * D;
+  const BackwardVectors v = backward_vectors(smem, L, D);
+  float* dubuf = v.dubuf;
+  float* dres = v.dres;
+  float* gbuf = v.gbuf;
+  float* carry = v.carry;
   float* dH = p.dhist + b * p.R * D;
 
   load_weights(smem, p.w_ih, p.w_hh, L, D3, D, pl);
@@ -455,8 +456,7 @@ int backward_cuda_grouped(const Dims& d, Params p, cudaStream_t stream, bool* la
   size_t optin = 0;
   if (const int rc = smem_budget(&optin)) return rc;
   Placement pl{};
-  const int64_t vectors = 2 * (d.L + 1) * d.D + d.L * d.D + d.L * 6 * d.D + d.D;
-  if (!plan(d, vectors, 3 * d.D, d.D, true, static_cast<int64_t>(optin), &pl)) return 0;
+  if (!plan(d, backward_vector_floats(d.L, d.D), 3 * d.D, d.D, true, static_cast<int64_t>(optin), &pl)) return 0;
   *launched = true;
   return launch_backward(d, p, pl, stream);
 }

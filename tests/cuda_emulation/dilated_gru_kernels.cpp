@@ -210,7 +210,7 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
   bp.dgi = dgi_ref.data();
   bp.dgh = dgh_ref.data();
   bp.du0 = du0_ref.data();
-  const int64_t bwd_vectors = 2 * (L + 1) * D + L * D + L * 6 * D + D;
+  const int64_t bwd_vectors = backward_vector_floats(L, D);
   run_grid(block_threads(d), B, bwd_vectors, [&] { backward_kernel(bp); });
   Placement pb{};
   if (!plan(d, bwd_vectors, D3, D, true, bwd_budget, &pb)) {
