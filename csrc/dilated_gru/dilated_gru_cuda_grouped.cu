@@ -13,16 +13,24 @@
 // before):
 // - G lanes of one warp share a (layer, unit): each sums every G-th term of
 //   the dot products, then the lanes add up with shuffles. The chain is D / G
-//   (3D / G) long and L * D * G threads (up to 1024) keep the SM busy.
-//   G = the largest power of two <= 32 with L * D * G <= 1024.
+//   (3D / G) long and ~L * D * G threads (up to 1024) keep the SM busy.
+//   G = the largest power of two <= 32 that fits 1024 threads.
 // - The weights live in shared memory for the whole sequence, as many
 //   matrices as fit (227 KB on sm_90): the recurrent W_hh of every layer
-//   first, then W_ih; the others are read through the read-only cache. Rows
-//   are padded to a stride S = 32 / G (mod 32), so that the G lanes of the
-//   32 / G units of a warp hit 32 different banks.
+//   first, then W_ih; the others are read through the read-only cache. In
+//   shared memory each dot product's weights are one row (the matrix
+//   transposed), padded to G times an odd number of floats, so that the G
+//   lanes of the 32 / G units of a warp hit 32 different banks.
 // - The recurrent states h^l_{t - span} (forward) and their gradients
 //   (backward) live in shared rings of span + 1 rows per layer instead of
 //   global memory; the forward needs one barrier per super-step.
+// - Each layer owns whole warps (its D * G lanes rounded up to a multiple of 32), so no
+//   warp runs the code paths of two layers; the loop indexes shared memory
+//   with 32-bit offsets through pointers the compiler sees as shared (loads
+//   from a pointer that may be shared or global are generic loads with 64-bit
+//   address arithmetic: ~5 instructions per multiply-add in the first
+//   version's SASS), the biases sit in shared memory, and the ring slots are
+//   32-bit counters.
 // Results equal the per-unit kernels' up to the order of the additions in the
 // dot products (float32 accumulation either way).
 #include <cuda_bf16.h>
@@ -42,59 +50,74 @@ constexpr int kMaxThreads = 1024;
 // global memory (-1), and their row strides.
 struct Placement {
   int64_t wi_off[kMaxLayers], wh_off[kMaxLayers];  // -1: global
-  int64_t wi_stride[kMaxLayers], wh_stride[kMaxLayers];
+  int wi_stride[kMaxLayers], wh_stride[kMaxLayers];
   int64_t ring_off[kMaxLayers];  // first float of layer l's ring
   int64_t smem_floats;           // total
   int G;                         // lanes per (layer, unit)
-  int threads;
+  int layer_threads;             // threads per layer: D * G rounded up to whole warps
+  int threads;                   // L * layer_threads
 };
 
-// Lanes per (layer, unit): the largest power of two <= 32 with L * D * G <= 1024.
+inline int64_t round_up_warp(int64_t n) { return (n + 31) / 32 * 32; }
+
+// Lanes per (layer, unit): the largest power of two G <= 32 with
+// L * round_up_warp(D * G) <= 1024; 0 when not even G = 1 fits.
 inline int group_lanes(const Dims& d) {
-  int G = 32;
-  while (G > 1 && static_cast<int64_t>(d.L) * d.D * G > kMaxThreads) G /= 2;
-  return static_cast<int64_t>(d.L) * d.D * G <= kMaxThreads ? G : 0;
+  for (int G = 32; G >= 1; G /= 2)
+    if (d.L * round_up_warp(d.D * G) <= kMaxThreads) return G;
+  return 0;
 }
 
-// Smallest stride >= n that is 32 / G modulo 32 (conflict-free, see the top).
+// Row stride of a weight matrix in shared memory, for rows of n floats: the
+// smallest s >= n that is G times an odd number (any multiple of G for G = 32).
+// A warp's lanes read w[j * s + g + i * G] for its 32 / G units j and lanes g;
+// with s = G * odd those are 32 different banks.
 inline int64_t padded_stride(int64_t n, int G) {
-  const int64_t want = 32 / G;
-  int64_t s = n;
-  while (s % 32 != want % 32) ++s;
+  int64_t s = (n + G - 1) / G * G;
+  if (G < 32 && (s / G) % 2 == 0) s += G;
   return s;
 }
 
+// Floats of shared memory before the rings: the forward's ubuf [2][L+1][D] and
+// biases [L][6D] (b_ih, b_hh); the backward's vectors (backward_vectors).
+inline int64_t forward_fixed_floats(const Dims& d) { return 2 * (d.L + 1) * d.D + d.L * 6 * d.D; }
+inline int64_t backward_fixed_floats(const Dims& d) { return backward_vector_floats(d.L, d.D); }
+
 // Plans shared memory: `fixed` floats of vectors first, then the rings, then
-// the weight matrices in priority order (rows x cols each, cols padded) while
-// they fit in `budget` bytes. Returns false when the rings do not fit.
+// the weight matrices in priority order while they fit in `budget` bytes. A
+// matrix is rows x cols in global memory (rows: the dot products' length) and
+// transposed in shared memory: cols rows of padded_stride(rows) floats, so
+// that a lane walks its dot product with a compile-time step. Returns false when the problem does not fit the
+// grouped kernels (too many lanes, rings larger than the budget, or T beyond
+// the 32-bit step counters).
 bool plan(const Dims& d, int64_t fixed, int64_t rows, int64_t cols, bool need_wi0,
           int64_t budget, Placement* pl) {
   pl->G = group_lanes(d);
-  if (pl->G == 0) return false;
-  const int64_t threads = static_cast<int64_t>(d.L) * d.D * pl->G;
-  pl->threads = static_cast<int>((threads + 31) / 32 * 32);
+  if (pl->G == 0 || d.T >= (int64_t(1) << 30)) return false;
+  pl->layer_threads = static_cast<int>(round_up_warp(d.D * pl->G));
+  pl->threads = d.L * pl->layer_threads;
   int64_t used = fixed;
   for (int l = 0; l < d.L; ++l) {
     pl->ring_off[l] = used;
     used += (span(d, l) + 1) * d.D;
   }
   if (used * static_cast<int64_t>(sizeof(float)) > budget) return false;
-  const int64_t padded = padded_stride(cols, pl->G);
-  auto place = [&](int64_t* off, int64_t* stride) {
-    if ((used + rows * padded) * static_cast<int64_t>(sizeof(float)) <= budget) {
+  const int64_t padded = padded_stride(rows, pl->G);
+  auto place = [&](int64_t* off, int* stride) {
+    if ((used + cols * padded) * static_cast<int64_t>(sizeof(float)) <= budget) {
       *off = used;
-      *stride = padded;
-      used += rows * padded;
+      *stride = static_cast<int>(padded);
+      used += cols * padded;
     } else {
       *off = -1;
-      *stride = cols;
+      *stride = static_cast<int>(cols);
     }
   };
   for (int l = 0; l < d.L; ++l) place(&pl->wh_off[l], &pl->wh_stride[l]);
   for (int l = d.L - 1; l >= 0; --l) {
     if (l == 0 && !need_wi0) {
       pl->wi_off[0] = -1;
-      pl->wi_stride[0] = cols;
+      pl->wi_stride[0] = static_cast<int>(cols);
       continue;
     }
     place(&pl->wi_off[l], &pl->wi_stride[l]);
@@ -103,19 +126,31 @@ bool plan(const Dims& d, int64_t fixed, int64_t rows, int64_t cols, bool need_wi
   return true;
 }
 
+// The forward reads the transposed weights [L, D, 3D]; the backward [L, 3D, D].
+bool plan_forward(const Dims& d, int64_t budget, Placement* pl) {
+  return plan(d, forward_fixed_floats(d), d.D, 3 * d.D, d.feedback, budget, pl);
+}
+bool plan_backward(const Dims& d, int64_t budget, Placement* pl) {
+  return plan(d, backward_fixed_floats(d), 3 * d.D, d.D, true, budget, pl);
+}
+
 // Copies the matrices placed in shared memory (rows x cols each in global
-// memory, dense) into their padded rows.
+// memory, dense) transposed into their padded rows: shared row c holds column c.
+// A warp per source row, coalesced reads, no divisions.
 __device__ void load_weights(float* smem, const float* w_ih, const float* w_hh, int L,
-                             int64_t rows, int64_t cols, const Placement& pl) {
+                             int rows, int cols, const Placement& pl) {
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, warps = blockDim.x / 32;
   for (int l = 0; l < L; ++l) {
     for (int which = 0; which < 2; ++which) {
       const int64_t off = which ? pl.wh_off[l] : pl.wi_off[l];
       if (off < 0) continue;
-      const int64_t stride = which ? pl.wh_stride[l] : pl.wi_stride[l];
-      const float* src = (which ? w_hh : w_ih) + l * rows * cols;
-      for (int64_t i = threadIdx.x; i < rows * cols; i += blockDim.x) {
-        const int64_t r = i / cols, c = i - r * cols;
-        smem[off + r * stride + c] = __ldg(src + i);
+      const int stride = which ? pl.wh_stride[l] : pl.wi_stride[l];
+      const float* src = (which ? w_hh : w_ih) + static_cast<int64_t>(l) * rows * cols;
+      float* dst = smem + off;
+      for (int r = warp; r < rows; r += warps) {
+#pragma unroll 4
+        for (int c = lane; c < cols; c += 32)
+          dst[c * stride + r] = __ldg(src + static_cast<int64_t>(r) * cols + c);
       }
     }
   }
@@ -128,50 +163,91 @@ __device__ __forceinline__ float group_sum(float v) {
   return v;
 }
 
-// Adds this lane's share (k = g, g + G, ... < n) of three dot products: row k
-// of w (stride apart) at offsets 0, o, 2o times v[k]. `global`: w is in global
-// memory, read through the read-only cache.
+// This lane's share (k = g, g + G, ... < n, `terms` of them; w and v already
+// offset by g) of three dot products with v: shared-memory rows w, w + o and
+// w + 2o. Callers pass pointers derived from the shared-memory base, so the
+// loads are LDS with 32-bit addresses, and the step G is a compile-time offset.
 template <int G>
-__device__ __forceinline__ void dot3(const float* w, int stride, int o, const float* v, int n,
-                                     int g, bool global, float& a0, float& a1, float& a2) {
-  if (global) {
-    for (int k = g; k < n; k += G) {
-      const float x = v[k];
-      const float* wk = w + k * stride;
-      a0 += __ldg(wk) * x;
-      a1 += __ldg(wk + o) * x;
-      a2 += __ldg(wk + 2 * o) * x;
-    }
-  } else {
-    for (int k = g; k < n; k += G) {
-      const float x = v[k];
-      const float* wk = w + k * stride;
-      a0 += wk[0] * x;
-      a1 += wk[o] * x;
-      a2 += wk[2 * o] * x;
-    }
+__device__ __forceinline__ void dot3_shared(const float* w, int o, const float* v, int terms,
+                                            float& a0, float& a1, float& a2) {
+  const float* w1 = w + o;
+  const float* w2 = w + 2 * o;
+#pragma unroll 4
+  for (int i = 0; i < terms; ++i) {
+    const float x = v[i * G];
+    a0 += w[i * G] * x;
+    a1 += w1[i * G] * x;
+    a2 += w2[i * G] * x;
   }
 }
 
-// This lane's share (r = g, g + G, ... < n) of one dot product, as dot3.
+// The same over a matrix in global memory in its own layout (rows k `stride`
+// apart, the three at column offsets 0, o, 2o), read through the read-only
+// cache; unrolled deeper so that more of its L2 round trips overlap.
 template <int G>
-__device__ __forceinline__ float dot1(const float* w, int stride, const float* v, int n, int g,
-                                      bool global) {
-  float a = 0.0f;
-  if (global) {
-    for (int r = g; r < n; r += G) a += __ldg(w + r * stride) * v[r];
-  } else {
-    for (int r = g; r < n; r += G) a += w[r * stride] * v[r];
+__device__ __forceinline__ void dot3_global(const float* __restrict__ w, int stride, int o,
+                                            const float* v, int terms, float& a0, float& a1,
+                                            float& a2) {
+  const int64_t step = static_cast<int64_t>(G) * stride;
+#pragma unroll 8
+  for (int i = 0; i < terms; ++i) {
+    const float x = v[i * G];
+    const float* wk = w + i * step;
+    a0 += __ldg(wk) * x;
+    a1 += __ldg(wk + o) * x;
+    a2 += __ldg(wk + 2 * o) * x;
   }
+}
+
+// This lane's share of one dot product with a shared-memory row, as dot3_shared.
+template <int G>
+__device__ __forceinline__ float dot1_shared(const float* w, const float* v, int terms) {
+  float a = 0.0f;
+#pragma unroll 4
+  for (int i = 0; i < terms; ++i) a += w[i * G] * v[i * G];
   return a;
+}
+
+template <int G>
+__device__ __forceinline__ float dot1_global(const float* __restrict__ w, int stride,
+                                             const float* v, int terms) {
+  float a = 0.0f;
+  const int64_t step = static_cast<int64_t>(G) * stride;
+#pragma unroll 8
+  for (int i = 0; i < terms; ++i) a += __ldg(w + i * step) * v[i * G];
+  return a;
+}
+
+// Terms k = g, g + G, ... < n of lane g.
+template <int G>
+__device__ __forceinline__ int lane_terms(int n, int g) {
+  return g < n ? (n - g + G - 1) / G : 0;
 }
 
 __device__ __forceinline__ int64_t dring_slot(int64_t tau, int64_t m) {
   return ((tau % m) + m) % m;
 }
 
-// Forward. Shared memory (floats): ubuf [2][L+1][D] | rings | weights.
-// ubuf[parity][l] holds u^l for the layer that reads it in the next
+// The lane's place: layer l, unit (forward) or entry (backward) j, lane g of
+// its group; `real` false for the lanes that round a layer up to whole warps
+// (they take part in shuffles and barriers only).
+struct Lane {
+  int l, j, g;
+  bool real;
+};
+template <int G>
+__device__ __forceinline__ Lane lane_of(int tid, int D, const Placement& pl) {
+  Lane a;
+  a.l = tid / pl.layer_threads;
+  const int within = tid - a.l * pl.layer_threads;
+  a.real = within < D * G;
+  a.j = a.real ? within / G : 0;
+  a.g = within % G;
+  return a;
+}
+
+// Forward. Shared memory (floats): ubuf [2][L+1][D] | bias [L][6D] | rings |
+// weights. ubuf[parity][l] holds u^l for the layer that reads it in the next
 // super-step; ubuf[parity][L] holds y (rounded as stored) for the feedback.
 template <typename S, int G>
 __global__ void __launch_bounds__(kMaxThreads)
@@ -181,10 +257,16 @@ __global__ void __launch_bounds__(kMaxThreads)
   const int L = p.L;
   const int64_t b = blockIdx.x;
   float* ubuf = smem;
+  float* bias = smem + 2 * (L + 1) * D;
   S* H = static_cast<S*>(p.hist) + b * p.R * D;
   S* Y = static_cast<S*>(p.y) + b * T * D;
 
-  load_weights(smem, p.w_ih, p.w_hh, L, D, D3, pl);
+  load_weights(smem, p.w_ih, p.w_hh, L, static_cast<int>(D), static_cast<int>(D3), pl);
+  for (int64_t i = threadIdx.x; i < L * D3; i += blockDim.x) {
+    const int64_t l = i / D3, c = i - l * D3;
+    bias[l * 6 * D + c] = __ldg(p.b_ih + i);
+    bias[l * 6 * D + D3 + c] = __ldg(p.b_hh + i);
+  }
   // The incoming states into the rings. The step loop keeps h^l_tau in slot
   // (tau + span) mod (span + 1) (it reads h_{t - span} from slot t mod (span + 1)
   // and writes h_t to slot (t + span) mod (span + 1)); for tau in [-span, 0)
@@ -201,31 +283,35 @@ __global__ void __launch_bounds__(kMaxThreads)
         (p.feedback && p.has_state) ? Io<S>::load(H + p.seg[L - 1] * D + k) : 0.0f;
   __syncthreads();
 
-  // 32-bit indices in the loop (L * D <= 1024, strides < 2^12): fewer registers
-  // under the 64 a 1024-thread block allows.
+  // 32-bit indices in the loop (L * D <= 1024, strides < 2^12, T < 2^30):
+  // fewer registers under the 64 a 1024-thread block allows.
   const int Di = static_cast<int>(D);
-  const int tid = threadIdx.x;
-  const bool real = tid < L * Di * G;
-  const int l = real ? tid / (Di * G) : 0;
-  const int j = real ? (tid / G) % Di : 0;
-  const int g = tid % G;
+  const Lane ln = lane_of<G>(threadIdx.x, Di, pl);
+  const int l = ln.l, j = ln.j, g = ln.g;
   const int span_l = static_cast<int>(p.span[l]), m = span_l + 1;
   float* ring = smem + pl.ring_off[l];
-  const float* Wh = (pl.wh_off[l] >= 0 ? smem + pl.wh_off[l] : p.w_hh + l * D * D3) + j;
-  const float* Wi = (pl.wi_off[l] >= 0 ? smem + pl.wi_off[l] : p.w_ih + l * D * D3) + j;
-  const int sh = static_cast<int>(pl.wh_stride[l]), si = static_cast<int>(pl.wi_stride[l]);
+  const int terms = lane_terms<G>(Di, g);
   const bool wh_shared = pl.wh_off[l] >= 0, wi_shared = pl.wi_off[l] >= 0;
-  // Biases: read by lane 0 where used (L1 hits after the first step; registers
-  // for them would spill).
-  const float* bh = p.b_hh + l * D3 + j;
-  const float* bi = p.b_ih + l * D3 + j;
+  const int sh = pl.wh_stride[l], si = pl.wi_stride[l];
+  // Both variants of each pointer; only the placed one is read. The shared ones
+  // are offsets from `smem`, so the compiler emits shared-memory loads.
+  // Shared: row (gate, j) of the transposed matrix; global: [D, 3D] as given.
+  const float* Wh_s = smem + (wh_shared ? pl.wh_off[l] : 0) + j * sh + g;
+  const float* Wi_s = smem + (wi_shared ? pl.wi_off[l] : 0) + j * si + g;
+  const float* Wh_g = p.w_hh + l * D * D3 + g * D3 + j;
+  const float* Wi_g = p.w_ih + l * D * D3 + g * D3 + j;
+  const float* bl = bias + l * 6 * Di + j;
+  const bool input_layer_dot = l > 0;  // layer 0: only y_{t-1} with the feedback
 
   const int64_t steps = super_steps(T, L, p.feedback);
   for (int64_t s = 0; s < steps; ++s) {
     const float* uin_buf = ubuf + ((s - 1) & 1) * (L + 1) * D;
     float* uout_buf = ubuf + (s & 1) * (L + 1) * D;
-    const int64_t t = real ? step_of(p, s, l, false) : -1;
+    const int t = ln.real ? static_cast<int>(step_of(p, s, l, false)) : -1;
     const bool active = t >= 0;
+    // Ring slots of h_{t - span} (read) and h_t (written).
+    const int slot_r = active ? t % m : 0;
+    const int slot_w = slot_r + span_l >= m ? slot_r + span_l - m : slot_r + span_l;
     float ar = 0.0f, az = 0.0f, an = 0.0f, hr = 0.0f, hz = 0.0f, hn = 0.0f;
     float gi_r = 0.0f, gi_z = 0.0f, gi_n = 0.0f, u0j = 0.0f;
     if (active) {
@@ -236,11 +322,18 @@ __global__ void __launch_bounds__(kMaxThreads)
         gi_n = gp[2 * D + j];
         u0j = p.u0[(b * T + t) * D + j];
       }
-      dot3<G>(Wh, sh, Di, ring + static_cast<int>(t % m) * Di, Di, g, !wh_shared, hr, hz, hn);
+      const float* hv = ring + slot_r * Di + g;
+      if (wh_shared)
+        dot3_shared<G>(Wh_s, Di * sh, hv, terms, hr, hz, hn);
+      else
+        dot3_global<G>(Wh_g, sh, Di, hv, terms, hr, hz, hn);
       // Input part: u^l (l > 0) or y_{t-1} (layer 0 with feedback).
-      const bool input_dot = l > 0 || (p.feedback && (t > 0 || p.has_state));
-      if (input_dot) {
-        dot3<G>(Wi, si, Di, uin_buf + (l > 0 ? l : L) * Di, Di, g, !wi_shared, ar, az, an);
+      if (input_layer_dot || (p.feedback && (t > 0 || p.has_state))) {
+        const float* uv = uin_buf + (l > 0 ? l : L) * Di + g;
+        if (wi_shared)
+          dot3_shared<G>(Wi_s, Di * si, uv, terms, ar, az, an);
+        else
+          dot3_global<G>(Wi_g, si, Di, uv, terms, ar, az, an);
       }
     }
     // Every lane of the warp takes part in the shuffles (inactive ones add 0).
@@ -257,30 +350,30 @@ __global__ void __launch_bounds__(kMaxThreads)
         iz = gi_z + az;
         in_ = gi_n + an;
         // y_{t-1}; ubuf starts with y_{-1} (0 without a state).
-        uin_j = u0j + (p.feedback ? uin_buf[L * D + j] : 0.0f);
+        uin_j = u0j + (p.feedback ? uin_buf[L * Di + j] : 0.0f);
       } else {
-        ir = __ldg(bi) + ar;
-        iz = __ldg(bi + Di) + az;
-        in_ = __ldg(bi + 2 * Di) + an;
+        ir = bl[0] + ar;
+        iz = bl[Di] + az;
+        in_ = bl[2 * Di] + an;
         uin_j = uin_buf[l * Di + j];
       }
-      const Gates<float> gt = cell_gates(ir, iz, in_, __ldg(bh) + hr, __ldg(bh + Di) + hz,
-                                         __ldg(bh + 2 * Di) + hn);
-      const float hprev = ring[static_cast<int>(t % m) * Di + j];
+      const Gates<float> gt =
+          cell_gates(ir, iz, in_, bl[3 * Di] + hr, bl[4 * Di] + hz, bl[5 * Di] + hn);
+      const float hprev = ring[slot_r * Di + j];
       // Continue from the stored (rounded) value: the backward recomputes from it.
       const float h = Io<S>::round(cell_update(gt, hprev));
-      ring[static_cast<int>((t + span_l) % m) * Di + j] = h;
+      ring[slot_w * Di + j] = h;
       Io<S>::store(H + (p.seg[l] + span_l + t) * D + j, h);
       if (L == 1) {
         Io<S>::store(Y + t * D + j, h);
-        uout_buf[L * D + j] = h;
+        uout_buf[L * Di + j] = h;
       } else {
         const float un = residual(h, uin_j);
         if (l == L - 1) {
           Io<S>::store(Y + t * D + j, un);
-          uout_buf[L * D + j] = Io<S>::round(un);
+          uout_buf[L * Di + j] = Io<S>::round(un);
         } else {
-          uout_buf[(l + 1) * D + j] = un;
+          uout_buf[(l + 1) * Di + j] = un;
         }
       }
     }
@@ -307,7 +400,7 @@ __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p,
   float* carry = v.carry;
   float* dH = p.dhist + b * p.R * D;
 
-  load_weights(smem, p.w_ih, p.w_hh, L, D3, D, pl);
+  load_weights(smem, p.w_ih, p.w_hh, L, static_cast<int>(D3), static_cast<int>(D), pl);
   for (int64_t k = threadIdx.x; k < D; k += blockDim.x) carry[k] = 0.0f;
   for (int l = 0; l < L; ++l) {
     const int64_t span_l = p.span[l], m = span_l + 1;
@@ -322,46 +415,51 @@ __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p,
   __syncthreads();
 
   const int Di = static_cast<int>(D), D3i = 3 * Di;
-  const int tid = threadIdx.x;
-  const bool real = tid < L * Di * G;
-  const int l = real ? tid / (Di * G) : 0;
-  const int k = real ? (tid / G) % Di : 0;  // phase A: unit j = k; phase B: entry k
-  const int g = tid % G;
-  const int64_t span_l = p.span[l], m = span_l + 1;
+  const Lane ln = lane_of<G>(threadIdx.x, Di, pl);
+  const int l = ln.l, k = ln.j, g = ln.g;  // phase A: unit j = k; phase B: entry k
+  const int span_l = static_cast<int>(p.span[l]), m = span_l + 1;
   float* ring = smem + pl.ring_off[l];
-  const float* Wh = (pl.wh_off[l] >= 0 ? smem + pl.wh_off[l] : p.w_hh + l * D3 * D) + k;
-  const float* Wi = (pl.wi_off[l] >= 0 ? smem + pl.wi_off[l] : p.w_ih + l * D3 * D) + k;
-  const int sh = static_cast<int>(pl.wh_stride[l]), si = static_cast<int>(pl.wi_stride[l]);
+  const int terms = lane_terms<G>(D3i, g);
   const bool wh_shared = pl.wh_off[l] >= 0, wi_shared = pl.wi_off[l] >= 0;
+  const int sh = pl.wh_stride[l], si = pl.wi_stride[l];
+  // Shared: row k of the transposed matrix; global: [3D, D] as given.
+  const float* Wh_s = smem + (wh_shared ? pl.wh_off[l] : 0) + k * sh + g;
+  const float* Wi_s = smem + (wi_shared ? pl.wi_off[l] : 0) + k * si + g;
+  const float* Wh_g = p.w_hh + l * D3 * D + g * D + k;
+  const float* Wi_g = p.w_ih + l * D3 * D + g * D + k;
+  const float* gf = gbuf + l * 6 * Di;
 
   const int64_t steps = super_steps(T, L, p.feedback);
   for (int64_t q = 0; q < steps; ++q) {
     const float* gin_buf = dubuf + ((q - 1) & 1) * (L + 1) * D;
     float* gout_buf = dubuf + (q & 1) * (L + 1) * D;
-    const int64_t t = real ? step_of(p, q, l, true) : -1;
+    const int t = ln.real ? static_cast<int>(step_of(p, q, l, true)) : -1;
+    // Ring slots of h_t's gradient (read, then zeroed) and of h_{t - span}'s.
+    const int slot_t = t >= 0 ? t % m : 0;
+    const int slot_p = slot_t + 1 == m ? 0 : slot_t + 1;  // (t - span) mod (span + 1)
     // Phase A: the gate gradients of unit j = k of layer l (lane 0).
     if (t >= 0 && g == 0) {
-      float* slot_t = ring + (t % m) * D;
-      const float dh_acc = slot_t[k];
-      slot_t[k] = 0.0f;  // the slot serves tau = t - span - 1 next
+      const float dh_acc = ring[slot_t * Di + k];
+      ring[slot_t * Di + k] = 0.0f;  // the slot serves tau = t - span - 1 next
       const UnitGrad ug =
           unit_backward(p, b, l, k, t, dh_acc, gin_buf, carry, gbuf + l * 6 * D);
-      ring[dring_slot(t - span_l, m) * D + k] += ug.dh_prev;
-      dres[l * D + k] = ug.dres;
+      ring[slot_p * Di + k] += ug.dh_prev;
+      dres[l * Di + k] = ug.dres;
     }
     __syncthreads();
     // Phase B: W^T dg into entry k of layer l, rows j = g, g + G, ...
     float ah = 0.0f, au = 0.0f;
     if (t >= 0) {
-      const float* gf = gbuf + l * 6 * D;
-      ah = dot1<G>(Wh, sh, gf + D3i, D3i, g, !wh_shared);
-      au = dot1<G>(Wi, si, gf, D3i, g, !wi_shared);
+      ah = wh_shared ? dot1_shared<G>(Wh_s, gf + D3i + g, terms)
+                     : dot1_global<G>(Wh_g, sh, gf + D3i + g, terms);
+      au = wi_shared ? dot1_shared<G>(Wi_s, gf + g, terms)
+                     : dot1_global<G>(Wi_g, si, gf + g, terms);
     }
     ah = group_sum<G>(ah);
     au = group_sum<G>(au);
     if (t >= 0 && g == 0) {
-      au += dres[l * D + k];
-      ring[dring_slot(t - span_l, m) * D + k] += ah;
+      au += dres[l * Di + k];
+      ring[slot_p * Di + k] += ah;
       if (l == 0) {
         p.du0[(b * T + t) * D + k] = au;
         if (p.feedback) {
@@ -374,7 +472,7 @@ __global__ void __launch_bounds__(kMaxThreads) backward_grouped_kernel(Params p,
           }
         }
       } else {
-        gout_buf[l * D + k] = au;
+        gout_buf[l * Di + k] = au;
       }
     }
     __syncthreads();
@@ -444,8 +542,7 @@ int forward_cuda_grouped(const Dims& d, Storage storage, Params p, cudaStream_t 
   size_t optin = 0;
   if (const int rc = smem_budget(&optin)) return rc;
   Placement pl{};
-  const int64_t vectors = 2 * (d.L + 1) * d.D;
-  if (!plan(d, vectors, d.D, 3 * d.D, d.feedback, static_cast<int64_t>(optin), &pl)) return 0;
+  if (!plan_forward(d, static_cast<int64_t>(optin), &pl)) return 0;
   *launched = true;
   return storage == Storage::kBFloat16 ? launch_forward<__nv_bfloat16>(d, p, pl, stream)
                                        : launch_forward<float>(d, p, pl, stream);
@@ -456,7 +553,7 @@ int backward_cuda_grouped(const Dims& d, Params p, cudaStream_t stream, bool* la
   size_t optin = 0;
   if (const int rc = smem_budget(&optin)) return rc;
   Placement pl{};
-  if (!plan(d, backward_vector_floats(d.L, d.D), 3 * d.D, d.D, true, static_cast<int64_t>(optin), &pl)) return 0;
+  if (!plan_backward(d, static_cast<int64_t>(optin), &pl)) return 0;
   *launched = true;
   return launch_backward(d, p, pl, stream);
 }

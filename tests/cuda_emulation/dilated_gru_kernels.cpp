@@ -172,7 +172,7 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
   const int64_t fwd_vectors = 2 * (L + 1) * D + L * D + D;
   run_grid(block_threads(d), B, fwd_vectors + L * D * D3, [&] { forward_kernel<S>(p); });
   Placement pf{};
-  if (!plan(d, 2 * (L + 1) * D, D, D3, d.feedback, fwd_budget, &pf)) {
+  if (!plan_forward(d, fwd_budget, &pf)) {
     std::printf("SKIP plan (forward) declined\n");
     return true;
   }
@@ -213,7 +213,7 @@ bool check(const Case& c, int64_t fwd_budget, int64_t bwd_budget, std::mt19937& 
   const int64_t bwd_vectors = backward_vector_floats(L, D);
   run_grid(block_threads(d), B, bwd_vectors, [&] { backward_kernel(bp); });
   Placement pb{};
-  if (!plan(d, bwd_vectors, D3, D, true, bwd_budget, &pb)) {
+  if (!plan_backward(d, bwd_budget, &pb)) {
     std::printf("SKIP plan (backward) declined\n");
     return true;
   }
@@ -254,10 +254,10 @@ void small_budgets(const Case& c, int matrices, int64_t* fwd, int64_t* bwd) {
   int64_t rings = 0;
   for (int l = 0; l < d.L; ++l) rings += (span(d, l) + 1) * d.D;
   const int G = group_lanes(d);
-  const int64_t fwd_fixed = rings + 2 * (d.L + 1) * d.D;
-  const int64_t bwd_fixed = rings + 2 * (d.L + 1) * d.D + d.L * d.D + d.L * 6 * d.D + d.D;
-  *fwd = 4 * (fwd_fixed + matrices * d.D * padded_stride(3 * d.D, G));
-  *bwd = 4 * (bwd_fixed + matrices * 3 * d.D * padded_stride(d.D, G));
+  const int64_t fwd_fixed = rings + forward_fixed_floats(d);
+  const int64_t bwd_fixed = rings + backward_fixed_floats(d);
+  *fwd = 4 * (fwd_fixed + matrices * 3 * d.D * padded_stride(d.D, G));
+  *bwd = 4 * (bwd_fixed + matrices * d.D * padded_stride(3 * d.D, G));
 }
 
 }  // namespace
@@ -278,11 +278,12 @@ int main(int argc, char** argv) {
     cases.push_back({1, 3, 40, 1, 2, true, true});
   } else {
     // T below, at and above the spans; every feedback/state pair; L = 1 and 8;
-    // a D whose groups straddle warps; the D = 66, L = 3 shape of the benchmark.
+    // a D whose groups straddle warps; layers padded to whole warps (D = 66 and
+    // 100 with G = 4); the D = 66, L = 3 shape of the benchmark.
     cases = {{2, 1, 5, 2, 2, false, true},  {1, 3, 7, 3, 2, true, true},
              {2, 7, 8, 2, 3, true, false},  {1, 2, 13, 1, 2, false, false},
              {1, 4, 1, 8, 1, true, true},   {1, 5, 66, 3, 2, false, true},
-             {1, 3, 40, 1, 2, true, true}};
+             {1, 3, 40, 1, 2, true, true},  {1, 6, 100, 2, 2, true, true}};
   }
   int failed = 0, n = 0;
   for (const Case& c : cases) {
