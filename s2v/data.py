@@ -104,7 +104,7 @@ def min_frames(seq_len: int) -> int:
 
 def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
     """Decode frames and features of ``path`` (no cache)."""
-    from .media import MediaError, iter_frames, read_audio, video_info
+    from .media import MediaError, iter_frames, read_audio, video_info, video_start_time
 
     options.validate()
     info = video_info(path)
@@ -112,7 +112,9 @@ def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
         raise MediaError(f"{path}: has no audio stream; training needs the clip's sound")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        wave = read_audio(path, SAMPLE_RATE)
+        # Sound sample 0 at the instant of video frame 0: the streams of a file may
+        # start at different times.
+        wave = read_audio(path, SAMPLE_RATE, origin=video_start_time(path))
     for w in caught:
         warnings.warn(str(w.message), stacklevel=3)
     feats = audio_features(torch.from_numpy(wave), SAMPLE_RATE, options.fps,

@@ -8,7 +8,11 @@
   selected are never converted.
 * :func:`iter_audio` / :func:`read_audio`: the audio track of any file PyAV
   decodes, any sample format or channel layout, resampled with swresample's
-  band-limited (windowed-sinc) resampler and averaged to mono float32.
+  band-limited (windowed-sinc) resampler and averaged to mono float32, placed
+  by its timestamps: gaps in the track become silence, and given a time origin
+  (the first video frame's, :func:`video_start_time`) sample 0 is the sound at
+  that instant, so frames and sound stay in step when the streams start at
+  different times.
 * :class:`VideoWriter`: H.264 (yuv420p) with the driving audio muxed as AAC,
   frames encoded as they arrive, both streams trimmed to the audio's duration.
 
@@ -67,11 +71,26 @@ def _open(path, what: str):
         raise MediaError(f"{path}: not a readable {what} file ({_reason(exc)})") from None
 
 
+def _is_cover_art(stream) -> bool:
+    """A still picture attached to an audio file (album art), not a video."""
+    disposition = getattr(stream, "disposition", None)
+    flag = getattr(getattr(_av(), "stream", None), "Disposition", None)
+    if disposition is not None and flag is not None and hasattr(flag, "attached_pic"):
+        return bool(disposition & flag.attached_pic)
+    return False
+
+
 def _open_stream(path, kind: str):
     """``(container, first stream of kind)`` (``"video"`` or ``"audio"``); the container is
-    closed again when the file has no such stream."""
+    closed again when the file has no such stream. Cover art is not a video stream."""
     container = _open(path, kind)
-    streams = container.streams.video if kind == "video" else container.streams.audio
+    if kind == "video":
+        streams = [s for s in container.streams.video if not _is_cover_art(s)]
+        if not streams and container.streams.video:
+            container.close()
+            raise MediaError(f"{path}: has no video stream (only a cover picture)")
+    else:
+        streams = container.streams.audio
     if not streams:
         container.close()
         raise MediaError(f"{path}: has no {kind} stream")
@@ -215,6 +234,21 @@ def iter_frames(path, fps: float, size: int, crop: Sequence[int] | None = None,
         container.close()
 
 
+def video_start_time(path) -> Optional[float]:
+    """Timestamp (seconds) of the video's first decodable frame, the instant that
+    :func:`iter_frames`'s frame 0 shows; None when the file gives no timestamps."""
+    av = _av()
+    container, stream = _open_stream(path, "video")
+    try:
+        for frame in container.decode(stream):
+            return frame.time
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"{path}: corrupt or truncated video ({_reason(exc)})") from None
+    finally:
+        container.close()
+    raise MediaError(f"{path}: the video stream holds no decodable frame")
+
+
 def read_frames(path, fps: float, size: int, crop=None, max_frames=None) -> np.ndarray:
     """All frames of :func:`iter_frames` as one uint8 array ``[N, size, size, 3]``."""
     frames = list(iter_frames(path, fps, size, crop, max_frames))
@@ -223,12 +257,21 @@ def read_frames(path, fps: float, size: int, crop=None, max_frames=None) -> np.n
 
 # --- audio ---------------------------------------------------------------------------
 
-def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16) -> Iterator[np.ndarray]:
+# Timestamp jumps shorter than this are jitter (millisecond time bases), not gaps.
+_GAP_SECONDS = 0.01
+
+
+def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16,
+               origin: Optional[float] = None) -> Iterator[np.ndarray]:
     """Yield the first audio track as mono float32 blocks of about ``block`` samples.
 
     Every channel is resampled to ``sample_rate`` by swresample's band-limited
     resampler, then the channels are averaged (SPEC §1: average to mono), so
-    memory stays bounded for hour-long files.
+    memory stays bounded for hour-long files. Samples follow the track's
+    timestamps: a gap (missing packets) becomes silence of its length, and
+    sample 0 is the sound at time ``origin`` (seconds on the file's timeline):
+    silence is prepended when the track starts later, samples are dropped when
+    it starts earlier. ``origin=None``: the track's own first timestamp.
     """
     if sample_rate <= 0:
         raise ValueError(f"sample_rate: expected a positive rate, got {sample_rate}")
@@ -236,20 +279,42 @@ def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16) -> Iterator
     container, stream = _open_stream(path, "audio")
     try:
         resampler, pending, count = None, [], 0
+        placed = 0   # samples put on the timeline (after origin) so far
+        drop = 0     # samples before origin still to discard
+
+        def put(x):
+            nonlocal placed, drop, count
+            if drop:
+                k = min(drop, x.size)
+                x, drop = x[k:], drop - k
+            if x.size:
+                pending.append(x)
+                placed += x.size
+                count += x.size
+
         try:
             for frame in container.decode(stream):
                 if resampler is None:
                     resampler = av.AudioResampler(format="fltp", layout=frame.layout,
                                                   rate=sample_rate)
+                if frame.time is not None:
+                    if origin is None:
+                        origin = frame.time
+                    # Where this frame's first sample belongs, against where the
+                    # samples so far end (up to the resampler's few-sample delay).
+                    ahead = round((frame.time - origin) * sample_rate) - (placed - drop)
+                    if placed == 0 and drop == 0 and ahead < 0:
+                        drop = -ahead  # the track starts before the origin
+                    elif ahead > (_GAP_SECONDS * sample_rate if placed or drop else 0):
+                        put(np.zeros(ahead, np.float32))
                 for out in resampler.resample(frame):
-                    pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
-                    count += pending[-1].size
+                    put(out.to_ndarray().mean(axis=0, dtype=np.float32))
                 if count >= block:
                     yield np.concatenate(pending)
                     pending, count = [], 0
             if resampler is not None:
                 for out in resampler.resample(None):
-                    pending.append(out.to_ndarray().mean(axis=0, dtype=np.float32))
+                    put(out.to_ndarray().mean(axis=0, dtype=np.float32))
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: corrupt or truncated audio ({_reason(exc)})") from None
         if resampler is None:
@@ -260,12 +325,13 @@ def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16) -> Iterator
         container.close()
 
 
-def read_audio(path, sample_rate: int = 64000) -> np.ndarray:
-    """The whole first audio track as mono float32 ``[n]`` at ``sample_rate``.
+def read_audio(path, sample_rate: int = 64000, origin: Optional[float] = None) -> np.ndarray:
+    """The whole first audio track as mono float32 ``[n]`` at ``sample_rate``, placed
+    on the timeline as :func:`iter_audio` says (``origin``).
 
     Warns (the message contains "silent") when the track is digital silence.
     """
-    blocks = list(iter_audio(path, sample_rate))
+    blocks = list(iter_audio(path, sample_rate, origin=origin))
     wave = np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
     if wave.size == 0 or not np.any(wave):
         warnings.warn(f"{path}: the audio track is silent; a model trained on it cannot "

@@ -92,3 +92,48 @@ def write_audio(path, audio, rate, layout="mono", codec=None, container=None):
     stream.layout = layout
     _encode_audio(a, out, stream, audio, rate, layout)
     out.close()
+
+
+def write_sync_clip(path, event=2.0, audio_start=0.0, video_start=0.0, gap=None,
+                    seconds=4.0, fps=20, rate=48000):
+    """Matroska (H.264 + FLAC) whose picture flashes white and whose sound bursts at
+    the same presentation time ``event`` (seconds). The video stream's timestamps
+    start at ``video_start``, the audio's at ``audio_start``; the audio packets whose
+    time falls in ``gap = (t0, t1)`` are left out (a hole in the track)."""
+    a = _av()
+    out = a.open(str(path), "w", format="matroska")
+    vs = out.add_stream("libx264", rate=fps)
+    vs.width = vs.height = 16
+    vs.pix_fmt = "yuv420p"
+    aus = out.add_stream("flac", rate=rate)
+    aus.layout = "mono"
+    first = int(round(video_start * fps))
+    for i in range(int(seconds * fps)):
+        t = video_start + i / fps
+        img = np.full((16, 16, 3), 255 if abs(t - event) < 0.5 / fps else 20, np.uint8)
+        f = a.VideoFrame.from_ndarray(img, format="rgb24")
+        f.pts = first + i
+        for p in vs.encode(f):
+            out.mux(p)
+    for p in vs.encode():
+        out.mux(p)
+    n = int(seconds * rate)
+    times = audio_start + np.arange(n) / rate
+    wave = np.where((times >= event) & (times < event + 0.05),
+                    0.5 * np.sin(2 * np.pi * 1000 * times), 0.001 * np.sin(2 * np.pi * 300 * times))
+    fmt = aus.codec_context.codec.audio_formats[0].name
+    resampler = a.AudioResampler(format=fmt, layout="mono", rate=rate)
+    pts, size = int(round(audio_start * rate)), 1152
+    for k in range(0, n, size):
+        frame = a.AudioFrame.from_ndarray(wave[None, k:k + size].astype(np.float32),
+                                          format="fltp", layout="mono")
+        frame.sample_rate = rate
+        for o in resampler.resample(frame):
+            o.pts, o.time_base = pts, Fraction(1, rate)
+            pts += o.samples
+            for p in aus.encode(o):
+                if gap is None or not (gap[0] <= float(p.pts * p.time_base) < gap[1]):
+                    out.mux(p)
+    for p in aus.encode(None):
+        out.mux(p)
+    out.close()

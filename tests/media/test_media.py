@@ -8,8 +8,9 @@ pytest.importorskip("av", reason="PyAV is not installed: media tests need it")
 
 from s2v.audio import load_audio  # noqa: E402
 from s2v.media import (MediaError, VideoWriter, iter_audio, read_audio,  # noqa: E402
-                       read_frames, video_info)
-from tests.media.factory import gray_frame, tone, write_audio, write_video  # noqa: E402
+                       read_frames, video_info, video_start_time)
+from tests.media.factory import (gray_frame, tone, write_audio, write_sync_clip,  # noqa: E402
+                                 write_video)
 
 
 def _indices(frames):
@@ -100,6 +101,48 @@ def test_audio_of_a_video_and_streaming_blocks(tmp_path):
     blocks = list(iter_audio(path, 64000, block=4096))
     assert len(blocks) > 3 and all(b.dtype == np.float32 for b in blocks)
     assert np.array_equal(np.concatenate(blocks), read_audio(path, 64000))
+
+
+@pytest.mark.parametrize("audio_start,video_start,gap", [
+    (0.0, 0.0, None), (1.0, 0.0, None), (0.0, 1.0, None), (0.0, 0.0, (1.0, 1.5)),
+    (0.3, 0.0, (2.5, 2.8))], ids=["aligned", "audio-late", "video-late", "gap", "late+gap"])
+def test_sound_stays_in_step_with_the_picture(tmp_path, audio_start, video_start, gap):
+    """Frame i and sample i / fps · rate show the same instant, whatever time each
+    stream starts at and with packets missing from the audio."""
+    path = tmp_path / "sync.mkv"
+    event = 2.0 if video_start < 1.0 else 3.0
+    write_sync_clip(path, event, audio_start, video_start, gap)
+    frames = read_frames(path, 20, 16)
+    flash = int(frames.astype(float).mean(axis=(1, 2, 3)).argmax())
+    wave = read_audio(path, 64000, origin=video_start_time(path))
+    burst = int(np.abs(wave).argmax()) / 64000 * 20
+    assert flash == round((event - video_start) * 20)
+    assert abs(burst - flash) < 0.5, (burst, flash)
+
+
+def test_cover_art_is_not_a_video(tmp_path):
+    path = tmp_path / "song.mp3"
+    write_audio(path, tone(1.0, 44100), 44100)
+    a = pytest.importorskip("av")
+    with_art = tmp_path / "song_art.mp3"
+    src, out = a.open(str(path)), a.open(str(with_art), "w")
+    audio = out.add_stream_from_template(src.streams.audio[0])
+    art = out.add_stream("mjpeg", rate=1)
+    art.width = art.height = 16
+    art.pix_fmt = "yuvj420p"
+    art.disposition = a.stream.Disposition.attached_pic
+    for pkt in src.demux(src.streams.audio[0]):
+        if pkt.dts is not None:
+            pkt.stream = audio
+            out.mux(pkt)
+    frame = a.VideoFrame.from_ndarray(np.zeros((16, 16, 3), np.uint8), format="rgb24")
+    for pkt in list(art.encode(frame)) + list(art.encode(None)):
+        out.mux(pkt)
+    out.close()
+    src.close()
+    with pytest.raises(MediaError, match="no video stream .only a cover picture"):
+        video_info(with_art)
+    assert read_audio(with_art).size > 0
 
 
 def test_silence_warns(tmp_path):
