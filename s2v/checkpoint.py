@@ -36,9 +36,10 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
     return (lines[0] if lines else type(exc).__name__)[:limit]
 
 
-def save_atomic(obj: dict, path: str) -> None:
+def save_atomic(obj: dict, path: str, what: str = "checkpoint") -> None:
     """Write to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash or a full disk never leaves a truncated checkpoint in its place."""
+    a crash or a full disk never leaves a truncated file in its place (errors name
+    ``what`` was being written)."""
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     try:
@@ -48,7 +49,7 @@ def save_atomic(obj: dict, path: str) -> None:
             except RuntimeError as exc:
                 # torch's zip writer reports a failed write (a full disk, a quota) as
                 # a RuntimeError about stream positions; say what happened instead.
-                raise _write_error(path, folder, exc) from None
+                raise _write_error(path, folder, exc, what) from None
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -58,18 +59,18 @@ def save_atomic(obj: dict, path: str) -> None:
         raise
 
 
-def _write_error(path: str, folder: str, exc: RuntimeError) -> OSError:
+def _write_error(path: str, folder: str, exc: RuntimeError, what: str) -> OSError:
     try:
         st = os.statvfs(folder)
         free = st.f_bavail * st.f_frsize
     except OSError:
         free = None
     if free is not None and free < 64 * 2 ** 20:
-        return OSError(errno.ENOSPC, f"{path}: could not write the checkpoint: no space left "
+        return OSError(errno.ENOSPC, f"{path}: could not write the {what}: no space left "
                                      f"on the device ({free / 2 ** 20:.1f} MB free); any "
-                                     f"earlier checkpoint is untouched")
-    return OSError(errno.EIO, f"{path}: could not write the checkpoint "
-                              f"({first_line(exc, 120)}); any earlier checkpoint "
+                                     f"earlier {what} is untouched")
+    return OSError(errno.EIO, f"{path}: could not write the {what} "
+                              f"({first_line(exc, 120)}); any earlier {what} "
                               f"is untouched")
 
 

@@ -42,6 +42,9 @@ def _train(args) -> int:
         given["progress"] = False
     if "crop" in given:
         given["crop"] = tuple(given["crop"])
+    if args.video is None and not args.resume:
+        raise ValueError("VIDEO: a new run needs the video to train on (only --resume may "
+                         "omit it)")
     summary = train(args.video, args.out, resume=args.resume, force=args.force, **given)
     val = summary["validation"] or {}
     how = f"stopped by {summary['stopped']}" if summary["stopped"] else "done"
@@ -93,7 +96,9 @@ def _add_runtime(p, precision: bool = True) -> None:
 
 def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train on one video (one-shot)")
-    p.add_argument("video", help="the training video, with sound")
+    p.add_argument("video", nargs="?",
+                   help="the training video, with sound (optional with --resume: the run's "
+                        "own clip)")
     p.add_argument("--out", required=True, help="run directory (checkpoint, log, samples)")
     p.add_argument("--size", type=int, help="frame size, power of two (default 128)")
     p.add_argument("--frames", type=int, help="frames per training window T (default 32)")
@@ -180,3 +185,8 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"s2v {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # Ctrl-C (or SIGTERM in generate) outside a run's loop
+        if args.debug:
+            raise
+        print(f"s2v {args.command}: interrupted", file=sys.stderr)
+        return getattr(exc, "exit_status", 130)

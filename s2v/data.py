@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from .audio import features as audio_features
+from .checkpoint import first_line, save_atomic
 
 CACHE_VERSION = 1
 TRAIN_FRACTION = 0.8
@@ -148,16 +149,15 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
     options.validate()
     cache_dir = os.path.join(os.fspath(run_dir), "cache")
     cache_file = os.path.join(cache_dir, f"clip-{cache_key(path, options)}.pt")
-    if os.path.isfile(cache_file):
-        data = torch.load(cache_file, weights_only=True)
-        clip = Clip(data["frames"], data["features"], options, path)
-    else:
+    clip = _load_cached(cache_file, options, path)
+    if clip is None:
         clip = decode_clip(path, options, progress)
         os.makedirs(cache_dir, exist_ok=True)
-        tmp = f"{cache_file}.{os.getpid()}.tmp"  # ranks of one run may race here
-        torch.save({"frames": clip.frames, "features": clip.features,
-                    "options": asdict(options), "source": path}, tmp)
-        os.replace(tmp, cache_file)  # a crash never leaves a half-written cache entry
+        # Atomic (a crash or a full disk never leaves a half-written entry), and
+        # ranks of one run racing here each write their own temporary file.
+        save_atomic({"frames": clip.frames, "features": clip.features,
+                     "options": asdict(options), "source": path}, cache_file,
+                    "decoded-clip cache")
     needed = min_frames(seq_len)
     if clip.num_frames < needed:
         have = clip.num_frames / options.fps
@@ -170,6 +170,28 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
                       f"constant sound); the model cannot learn sound-driven motion",
                       stacklevel=2)
     return clip
+
+
+def _load_cached(cache_file: str, options: ClipOptions, path: str) -> Optional[Clip]:
+    """The cached clip, or None when there is none. The cache is derived data: an entry
+    that cannot be read (a partial copy, a damaged disk) is dropped with a warning and
+    the clip is decoded again."""
+    if not os.path.isfile(cache_file):
+        return None
+    try:
+        data = torch.load(cache_file, weights_only=True)
+        clip = Clip(data["frames"], data["features"], options, path)
+        if clip.frames.shape[0] != clip.features.shape[0] or clip.frames.dtype != torch.uint8:
+            raise ValueError("frames and features disagree")
+        return clip
+    except Exception as exc:  # noqa: BLE001 - any unreadable entry is rebuilt
+        warnings.warn(f"{cache_file}: unreadable decoded-clip cache ({first_line(exc)}); "
+                      f"decoding the video again", stacklevel=3)
+        try:
+            os.remove(cache_file)
+        except OSError:
+            pass
+        return None
 
 
 class SequenceSampler:

@@ -8,7 +8,9 @@ written under a temporary name and renamed over ``out`` only when complete.
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import time
 import warnings
 
@@ -19,6 +21,28 @@ from .evaluation import load
 from .metrics import to_unit
 
 SAMPLE_RATE = 64000
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM while generating: unwinds like Ctrl-C, so the partial output is removed
+    and an existing file of that name stays as it was."""
+    exit_status = 128 + signal.SIGTERM
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    def handle(signum, frame):
+        raise Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handle)
+    except ValueError:  # not the main thread: leave the process's handler alone
+        previous = None
+    try:
+        yield
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
@@ -40,6 +64,8 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     out_dir = os.path.dirname(os.path.abspath(out))
     if not os.path.isdir(out_dir):
         raise FileNotFoundError(f"{out_dir}: the output folder does not exist")
+    if not os.access(out_dir, os.W_OK):
+        raise PermissionError(f"--out {out}: the folder {out_dir} is not writable")
     if os.path.splitext(out)[1].lower() not in (".mp4", ".m4v", ".mov"):
         warnings.warn(f"--out {out}: the file is written as MP4 (H.264 + AAC) whatever its "
                       f"extension", stacklevel=2)
@@ -67,8 +93,8 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
 
     bar = tqdm(desc="generating", unit="frame", disable=not progress)
     try:
-        with torch.random.fork_rng(devices=[]), VideoWriter(tmp, fps, (size, size),
-                                                            SAMPLE_RATE) as writer:
+        with _sigterm_unwinds(), torch.random.fork_rng(devices=[]), \
+                VideoWriter(tmp, fps, (size, size), SAMPLE_RATE) as writer:
             torch.manual_seed(seed)
             for block in iter_audio(audio, SAMPLE_RATE):
                 writer.write_audio(block)
@@ -92,6 +118,7 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
             if peak == 0.0:
                 warnings.warn(f"{audio}: the sound is silent throughout; the video will "
                               f"hardly move", stacklevel=2)
+        frames = writer.frames_written  # the last frame is held to the end of the sound
         os.replace(tmp, out)
     finally:
         bar.close()

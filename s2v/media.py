@@ -54,7 +54,16 @@ def check_input_file(path, what: str, flag: str = "") -> str:
         raise IsADirectoryError(f"{name}: is a directory, not {what}")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{name}: no such file")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{name}: permission denied (the file is not readable)")
     return path
+
+
+def _ffmpeg_path(path: str) -> str:
+    """``path`` as FFmpeg must see it to take it for a file: an absolute path, since
+    a relative name with a colon (``take1:final.mp4``, ``10:30.mp4``) would be
+    read as a protocol."""
+    return os.path.abspath(path)
 
 
 def _open(path, what: str):
@@ -66,7 +75,7 @@ def _open(path, what: str):
         raise MediaError(f"{path}: is a directory, not a {what} file")
     av = _av()
     try:
-        return av.open(path)
+        return av.open(_ffmpeg_path(path))
     except av.error.FFmpegError as exc:
         raise MediaError(f"{path}: not a readable {what} file ({_reason(exc)})") from None
 
@@ -366,7 +375,7 @@ class VideoWriter:
         self.path = os.fspath(path)
         self.fps = Fraction(fps).limit_denominator(1001)
         self.audio_rate = int(audio_rate)
-        self._container = av.open(self.path, "w")
+        self._container = av.open(_ffmpeg_path(self.path), "w")
         # Both streams must exist before the first packet is muxed (the header is
         # written then), hence the frame size up front.
         self._shape = (height, width)
@@ -418,7 +427,7 @@ class VideoWriter:
         frame.pts = None
         for out in self._resampler.resample(frame):
             for packet in self._audio.encode(out):
-                self._container.mux(packet)
+                self._mux(packet)
         self._samples += samples.size
         self._flush(self._due())
 
@@ -438,13 +447,23 @@ class VideoWriter:
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = self._frames
         for packet in self._video.encode(vf):
-            self._container.mux(packet)
+            self._mux(packet)
         self._last = frame if not (H % 2 or W % 2) else frame[:H, :W]
         self._frames += 1
 
     @property
     def frames_written(self) -> int:
         return self._frames
+
+    def _mux(self, packet) -> None:
+        # The file is opened at the first packet: that is where a folder without
+        # write permission or a full disk shows; say which file.
+        av = _av()
+        try:
+            self._container.mux(packet)
+        except av.error.FFmpegError as exc:
+            raise OSError(getattr(exc, "errno", None) or 5,
+                          f"{self.path}: cannot write the video ({_reason(exc)})") from None
 
     def close(self) -> None:
         """Trim or extend the video to the audio's duration and finish the file."""
@@ -460,13 +479,17 @@ class VideoWriter:
         while self._frames < target:  # hold the last frame to the end of the sound
             self._encode(av, self._last)
         for packet in self._video.encode():
-            self._container.mux(packet)
+            self._mux(packet)
         for out in self._resampler.resample(None):
             for packet in self._audio.encode(out):
-                self._container.mux(packet)
+                self._mux(packet)
         for packet in self._audio.encode(None):
-            self._container.mux(packet)
-        self._container.close()
+            self._mux(packet)
+        try:
+            self._container.close()
+        except av.error.FFmpegError as exc:
+            raise OSError(getattr(exc, "errno", None) or 5,
+                          f"{self.path}: cannot finish the video ({_reason(exc)})") from None
         self._closed = True
 
     def abort(self) -> None:

@@ -14,6 +14,7 @@ end, when the time budget is spent and on SIGINT/SIGTERM.
 from __future__ import annotations
 
 import json
+import math
 import os
 import random
 import shutil
@@ -91,6 +92,11 @@ class TrainOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
                                  f"got {value!r}")
+        stages = int(math.log2(self.size)) - 2
+        if self.channels_base < 2 ** stages:
+            raise ValueError(f"--channels-base: {self.channels_base} is too small for --size "
+                             f"{self.size}: its finest stage gets base / 2^{stages} channels; "
+                             f"use at least {2 ** stages}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"--precision: expected fp32 or bf16, got {self.precision!r}")
         check_loss(self.loss)
@@ -184,28 +190,52 @@ class _StopFlag:
         return False
 
 
-def prepare_run_dir(out: str, resume: bool, force: bool) -> None:
+# What a run writes into its directory; --force removes these and nothing else.
+RUN_ENTRIES = (ckpt.CHECKPOINT_NAME, "log.jsonl", "samples")
+# Kept by --force: decoded clips stay valid, they are keyed by content and options.
+CACHE_DIR = "cache"
+
+
+def _is_run_entry(name: str) -> bool:
+    return name in RUN_ENTRIES or (name.startswith(".checkpoint-") and name.endswith(".tmp"))
+
+
+def prepare_run_dir(out: str, resume: bool, force: bool) -> list:
+    """Check ``out`` for a new run (or a resumed one) and create it. Returns the
+    paths that ``--force`` will remove, which the caller deletes only once the new
+    run has opened its clip and built its models, so that a bad new input never
+    costs the old run. Refuses ``--force`` on a folder holding files that are not
+    a run's (someone's documents must not go)."""
     if resume and force:
         raise ValueError("--resume and --force contradict each other: choose one")
     if os.path.exists(out) and not os.path.isdir(out):
         raise FileExistsError(f"--out {out}: is a file; the run directory must be a folder "
                               f"(it is created)")
+    entries = sorted(os.listdir(out)) if os.path.isdir(out) else []
     # A folder holding only the decoded-clip cache is what a run that failed before
     # its first checkpoint leaves: not a run to protect.
-    exists = os.path.isdir(out) and bool(set(os.listdir(out)) - {"cache"})
+    exists = bool(set(entries) - {CACHE_DIR})
     if resume:
         ckpt.resolve(out)  # raises FileNotFoundError naming the missing checkpoint
-        return
+        return []
     if exists and not force:
         raise ValueError(f"{out}: the run directory exists; pass --resume to continue that "
                          f"run or --force to start over")
-    if exists and force:
-        for entry in os.listdir(out):
-            if entry == "cache":  # decoded clips stay valid: they are keyed by content
-                continue
-            path = os.path.join(out, entry)
-            shutil.rmtree(path) if os.path.isdir(path) else os.remove(path)
+    foreign = [e for e in entries if e != CACHE_DIR and not _is_run_entry(e)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(f"{out}: holds files that are not an s2v run's ({shown}); --force "
+                         f"only starts a run over in a run directory: choose another --out")
     os.makedirs(out, exist_ok=True)
+    return [os.path.join(out, e) for e in entries if _is_run_entry(e)]
+
+
+def _remove(paths) -> None:
+    for path in paths:
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        elif os.path.lexists(path):
+            os.remove(path)
 
 
 def train(video, out, resume: bool = False, force: bool = False, **options) -> dict:
@@ -227,8 +257,9 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
                             "resume=True, which reuses the run's own clip)")
         TrainOptions(**options).validate()
     rank = int(os.environ.get("RANK", "0"))
+    old_run = []
     if rank == 0:
-        prepare_run_dir(out, resume, force)
+        old_run = prepare_run_dir(out, resume, force)
     elif not os.path.isdir(out):
         os.makedirs(out, exist_ok=True)
     state_ckpt = ckpt.load(out) if resume else None
@@ -259,7 +290,9 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     else:
         opts = TrainOptions(**options)
     opts.validate()
-    return _Run(os.fspath(video), out, opts, state_ckpt).run()
+    run = _Run(os.fspath(video), out, opts, state_ckpt)  # opens the clip, builds the models
+    _remove(old_run)  # --force: the new run is viable, the old one may go
+    return run.run()
 
 
 def _check_same_clip(video, trained_on: str) -> None:

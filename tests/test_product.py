@@ -256,3 +256,75 @@ def test_two_rank_gloo_run_keeps_ranks_in_sync(clip, tmp_path):
     end = json.loads((run / "log.jsonl").read_text().splitlines()[-1])
     assert end["ranks"] == 2 and end["ranks_in_sync"] is True
     assert ckpt.load(run)["step"] == 2
+
+
+def test_force_keeps_the_old_run_until_the_new_one_can_start(clip, tmp_path, capsys):
+    """--force never costs a good run for a bad new input, and never deletes files
+    that are not a run's."""
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    before = (run / "checkpoint.pt").read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(os.urandom(2000))
+    assert "not a readable video" in _error(capsys, ["train", str(broken), "--out", str(run),
+                                                     "--force", *TINY])
+    assert "--channels-base" in _error(capsys, ["train", str(clip), "--out", str(run),
+                                                "--force", *TINY, "--channels-base", "3"])
+    assert (run / "checkpoint.pt").read_bytes() == before
+    assert (run / "log.jsonl").is_file()
+
+    docs = tmp_path / "docs"
+    (docs / "photos").mkdir(parents=True)
+    (docs / "thesis.txt").write_text("years of work")
+    assert "not an s2v run" in _error(capsys, ["train", str(clip), "--out", str(docs),
+                                               "--force", *TINY])
+    assert (docs / "thesis.txt").read_text() == "years of work" and (docs / "photos").is_dir()
+
+    assert main(["train", str(clip), "--out", str(run), "--force", "--steps", "1", "--seed",
+                 "3", *TINY]) == 0
+    assert torch.load(run / "checkpoint.pt", weights_only=True)["config"]["train"]["seed"] == 3
+
+
+def test_resume_without_video_and_colons_in_file_names(clip, tmp_path, capsys, monkeypatch):
+    """`train --out RUN --resume` needs no VIDEO; names with a colon are files, not
+    FFmpeg protocols; `generate` reports the frames the file holds."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "take1:final.mp4").write_bytes(clip.read_bytes())
+    assert main(["train", "take1:final.mp4", "--out", "run", "--steps", "1", *TINY]) == 0
+    assert "only --resume" in _error(capsys, ["train", "--out", "run", *TINY])
+    assert main(["train", "--out", "run", "--resume", "--steps", "2", "--no-progress"]) == 0
+    assert torch.load("run/checkpoint.pt", weights_only=True)["step"] == 2
+    capsys.readouterr()
+    assert main(["generate", "run", "take1:final.mp4", "--out", "song:remix.mp4",
+                 "--no-progress"]) == 0
+    from s2v.media import read_frames
+    written = len(read_frames("song:remix.mp4", 20, 16))
+    assert f": {written} frames" in capsys.readouterr().out
+
+
+def test_damaged_clip_cache_is_rebuilt(clip, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    (entry,) = (run / "cache").iterdir()
+    entry.write_bytes(entry.read_bytes()[:5000])  # a partial copy
+    with pytest.warns(UserWarning, match="unreadable decoded-clip cache"):
+        assert main(["train", str(clip), "--out", str(run), "--resume", "--steps", "2"]) == 0
+    assert torch.load(entry, weights_only=True)["frames"].shape[0] > 0
+
+
+def test_full_disk_while_caching_the_clip_is_one_line(clip, tmp_path, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos")
+    monkeypatch.setattr(ckpt.torch, "save", full)
+    run = tmp_path / "run"
+    message = _error(capsys, ["train", str(clip), "--out", str(run), "--steps", "1", *TINY])
+    assert "could not write the decoded-clip cache" in message
+    assert [p.name for p in (run / "cache").iterdir()] == []  # no temporary file left
+
+
+def test_sigterm_while_generating_unwinds():
+    from s2v.generation import Terminated, _sigterm_unwinds
+    with pytest.raises(Terminated):
+        with _sigterm_unwinds():
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)

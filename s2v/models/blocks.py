@@ -130,3 +130,18 @@ def stage_channels(stage: int, n_stages: int, channels_base: int, max_channels: 
     when ``double_finest``."""
     m = 2.0 if double_finest and n_stages - stage < 2 else 1.0
     return min(int(m * channels_base // 2.0 ** stage), max_channels)
+
+
+def all_stage_channels(n_stages: int, channels_base: int, max_channels: int,
+                       double_finest: bool = False, size: int | None = None) -> list:
+    """``[nc(0) .. nc(n_stages)]``; ValueError when a stage would get no channels (a
+    ``channels_base`` below 2^stage) instead of building zero-width layers."""
+    nc = [stage_channels(l, n_stages, channels_base, max_channels, double_finest)
+          for l in range(n_stages + 1)]
+    if min(nc) < 1:
+        stage = nc.index(min(nc))
+        at = f" at {size} px" if size else ""
+        raise ValueError(f"channels_base: {channels_base} leaves stage {stage} with no channels"
+                         f"{at} (channels = base / 2^stage, capped by max_channels); use "
+                         f"channels_base >= {2 ** n_stages}")
+    return nc

@@ -9,7 +9,7 @@ from torch import nn
 
 from ..ops._validation import check_float_tensor, check_positive_int
 from ._init import init_weights
-from .blocks import PlainBlock, ResidualBlock, conv, stage_channels
+from .blocks import PlainBlock, ResidualBlock, conv, all_stage_channels
 
 ARCHITECTURES = ("skip", "residual", "basic")
 
@@ -54,8 +54,7 @@ class _Discriminator(nn.Module):
         self.n_stages = n = int(math.log2(input_size)) - 2
         # q: how many stages also halve time.
         self.time_stages = min(times_divisible_by_two(seq_len), n) if dims == 3 else 0
-        nc = [stage_channels(l, n, channels_base, max_channels, double_finest)
-              for l in range(n + 1)]
+        nc = all_stage_channels(n, channels_base, max_channels, double_finest, input_size)
         # Stage i runs finest first: nc(n - i) -> nc(n - i - 1).
         if architecture == "skip":
             self.from_rgb = nn.ModuleList(conv(dims, 3, nc[n - i], 1) for i in range(n))

@@ -11,7 +11,7 @@ from ..nn import DilatedResidualGRU, VideoPredictor
 from ..ops._validation import check_float_tensor, check_positive_int, check_shape
 from ..ops.backend import check_backend_name
 from ._init import init_weights
-from .blocks import LRELU_SLOPE, NoiseInjection, PlainBlock, ResidualBlock, stage_channels
+from .blocks import LRELU_SLOPE, NoiseInjection, PlainBlock, ResidualBlock, all_stage_channels
 
 SOUND_ROUTES = ("rnn", "gen", "rnngen")
 VID_PRED = ("none", "basic", "dir")
@@ -85,8 +85,7 @@ class Generator(nn.Module):
         self.vid_pred = vid_pred
         self.architecture = architecture
         self.n_stages = n = int(math.log2(output_size)) - 2
-        nc = [stage_channels(l, n, channels_base, max_channels, double_finest)
-              for l in range(n + 1)]
+        nc = all_stage_channels(n, channels_base, max_channels, double_finest, output_size)
         self.channels = nc
         gen_in = rnn_in + z_content + (audio_features if "gen" in sound_route else 0)
 
