@@ -185,19 +185,18 @@ def _sub_kernel(w, s, C_lo, C_hi, axis):
     return taps.unsqueeze(2) if axis == 3 else taps.unsqueeze(3)
 
 
-def _exact_convs(x):
-    """Where the convolutions around the scans must be true float32: off cuDNN.
+def _exact(x) -> bool:
+    """Whether the convolutions around the scans must be true float32 products.
 
     With TF32 off, cuDNN may still pick Winograd or FFT algorithms whose float32
     error is far above the products': on an H100 the weight gradient of a 5×5
     cell (C = 32, 13×11, 12 frames) came back 1.1e-3 off (relative), against
-    1e-6 for every other output. ATen's own convolution (im2col + GEMM) keeps
-    float32 products (TF32 as torch.backends.cuda.matmul.allow_tf32 says). bf16
-    problems (tolerance 2e-2) keep cuDNN.
+    1e-6 for every other output. So float32/float64 problems run their
+    convolutions as im2col + batched GEMMs here (:func:`_conv2d`,
+    :func:`_conv_weight_grad`; TF32 as torch.backends.cuda.matmul.allow_tf32
+    says); bf16 problems (tolerance 2e-2) keep F.conv2d (cuDNN).
     """
-    if x.device.type == "cuda" and x.dtype in (torch.float32, torch.float64):
-        return torch.backends.cudnn.flags(enabled=False)
-    return contextlib.nullcontext()
+    return x.dtype in (torch.float32, torch.float64)
 
 
 def _input_gates(x, weights, biases, flows, k):
@@ -206,21 +205,17 @@ def _input_gates(x, weights, biases, flows, k):
     Flows of one directional cell share the 1-D convs A_s; each applies its own
     replicate shift.
     """
-    with _exact_convs(x):
-        return _input_gates_convs(x, weights, biases, flows, k)
-
-
-def _input_gates_convs(x, weights, biases, flows, k):
     B, T, C, H, W = x.shape
     Ch = weights[0].shape[1]
     xf = x.float().flatten(0, 1)
+    exact = _exact(x)
     gx = torch.empty(len(flows), B, T, 3, Ch, H, W, dtype=torch.float32, device=x.device)
     for cell in sorted({c for c, _, _ in flows}):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
         w, b = weights[cell].float(), biases[cell].float()
         orientation = mine[0][1]
         if orientation is None:
-            g = F.conv2d(xf, w[:, :, :C].flatten(0, 1), b.flatten(), padding=k // 2)
+            g = _conv2d(xf, w[:, :, :C].flatten(0, 1), b.flatten(), (k // 2, k // 2), exact)
             for f, _, _ in mine:
                 gx[f] = g.view(B, T, 3, Ch, H, W)
             continue
@@ -231,7 +226,7 @@ def _input_gates_convs(x, weights, biases, flows, k):
             acc[f].copy_(b.view(1, 3 * Ch, 1, 1).expand_as(acc[f]))
         for s in range((k + 1) // 2):
             pad = (0, s) if axis == 2 else (s, 0)
-            a = F.conv2d(xf, _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2), padding=pad)
+            a = _conv2d(xf, _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2), None, pad, exact)
             for f, _, d in mine:
                 _add_shifted(acc[f], a, d * s, axis)
     return gx
@@ -355,9 +350,55 @@ def _adjoint_shift(g, shift, axis):
     return out
 
 
-# Images per unfolded chunk in _conv_weight_grad are capped so that the unfolded
-# copy stays near this size.
+# Images per unfolded chunk in _conv2d and _conv_weight_grad are capped so that
+# the unfolded copy stays near this size.
 _UNFOLD_CHUNK_BYTES = 256 << 20
+
+
+def _image_chunks(N, Cs, taps, H, W, element_size):
+    """``range`` of first images of chunks whose im2col stays near _UNFOLD_CHUNK_BYTES."""
+    per_image = taps * Cs * H * W * element_size
+    return range(0, N, max(1, _UNFOLD_CHUNK_BYTES // max(per_image, 1)))
+
+
+def _im2col(src_p, kernel, H, W, bands=1):
+    """``U [n, bands, Cs·taps, rows·W]`` from the padded images ``src_p [n, Cs, H + kh - 1,
+    W + kw - 1]``: ``U[n, b, (c, t), (r, x)] = src_p[n, c, b·rows + r + i, x + j]`` for tap
+    t = (i, j), rows = H / bands; written once, in the layout the GEMMs read."""
+    n, Cs = src_p.shape[:2]
+    kh, kw = kernel
+    rows = H // bands
+    U = src_p.new_empty(n, bands, Cs, kh * kw, rows, W)
+    for t in range(kh * kw):
+        i, j = divmod(t, kw)
+        window = src_p[:, :, i:i + H, j:j + W].reshape(n, Cs, bands, rows, W)
+        U[:, :, :, t].copy_(window.permute(0, 2, 1, 3, 4))
+    return U.view(n, bands, Cs * kh * kw, rows * W)
+
+
+def _conv2d(x, w, bias, padding, exact):
+    """``F.conv2d(x, w, bias, padding=padding)`` for stride 1 and a same-size output.
+
+    ``exact``: float32 products as im2col + one batched GEMM per chunk of images
+    (see :func:`_exact`); ATen's own non-cuDNN path runs one image at a time.
+    Same arithmetic up to the order of the additions.
+    """
+    if not exact:
+        return F.conv2d(x, w, bias, padding=padding)
+    N, C, H, W = x.shape
+    O, _, kh, kw = w.shape
+    ph, pw = padding
+    xp = F.pad(x, (pw, pw, ph, ph))
+    wm = w.reshape(O, C * kh * kw)
+    out = x.new_empty(N, O, H * W)
+    chunks = _image_chunks(N, C, kh * kw, H, W, x.element_size())
+    for n0 in chunks:
+        n = min(N, n0 + chunks.step) - n0
+        U = _im2col(xp[n0:n0 + n], (kh, kw), H, W)[:, 0]       # [n, C·taps, H·W]
+        torch.matmul(wm, U, out=out[n0:n0 + n])
+    if bias is not None:
+        out += bias.view(1, O, 1)
+    return out.view(N, O, H, W)
 
 
 def _conv_weight_grad(src, g, kernel, padding):
@@ -384,27 +425,18 @@ def _conv_weight_grad(src, g, kernel, padding):
     while H % (S * 2) == 0 and (H // (S * 2)) * W >= 2048:
         S *= 2
     rows = H // S
-    per_image = taps * Cs * H * W * src.element_size()
-    step = max(1, _UNFOLD_CHUNK_BYTES // max(per_image, 1))
     dw = torch.zeros(O, Cs * taps, dtype=src.dtype, device=src.device)
-    for n0 in range(0, N, step):
-        n = min(N, n0 + step) - n0
-        sp = src_p[n0:n0 + n]
-        # U[n, b, c, t, r, x] = src_p[n, c, b·rows + r + i, x + j] for tap t = (i, j):
-        # the im2col of each band, written once in the layout the GEMM reads.
-        U = src.new_empty(n, S, Cs, taps, rows, W)
-        for t in range(taps):
-            i, j = divmod(t, kw)
-            window = sp[:, :, i:i + H, j:j + W].reshape(n, Cs, S, rows, W)
-            U[:, :, :, t].copy_(window.permute(0, 2, 1, 3, 4))
-        U = U.view(n * S, Cs * taps, rows * W)
+    chunks = _image_chunks(N, Cs, taps, H, W, src.element_size())
+    for n0 in chunks:
+        n = min(N, n0 + chunks.step) - n0
+        U = _im2col(src_p[n0:n0 + n], kernel, H, W, S).view(n * S, Cs * taps, rows * W)
         G = g[n0:n0 + n].reshape(n, O, S, rows * W).permute(0, 2, 1, 3).reshape(
             n * S, O, rows * W)
         dw += torch.bmm(G, U.transpose(1, 2)).sum(0)    # [n·S, O, Cs·taps] -> [O, Cs·taps]
     return dw.view(O, Cs, kh, kw)
 
 
-def _conv_grads(flows, src_x, w, k, orientation, dx):
+def _conv_grads(flows, src_x, w, k, orientation, dx, exact):
     """Input and weight gradients of one cell from the gate gradients of its flows.
 
     flows: list of ``(G, direction, src_ru, src_o)``, G ``[N, 3·Ch, H, W]`` float32
@@ -412,12 +444,12 @@ def _conv_grads(flows, src_x, w, k, orientation, dx):
     ``[x, r ⊙ h_prev]`` ``[N, C + Ch, H, W]`` float32 (what the r/u and candidate
     convs read); src_x ``[N, C, H, W]`` float32.
     Adds the input gradient into ``dx``; returns dw float32 shaped like ``w``.
+    ``exact``: see :func:`_exact`.
     """
     Ch = w.shape[1]
     C = src_x.shape[1]
     wf = w.float()
     dw = torch.zeros_like(wf)
-    grad_in = torch.nn.grad.conv2d_input
     axis = 2 if orientation == "h" else 3
     subs = [None] if orientation is None else list(range((k + 1) // 2))
     for s in subs:
@@ -439,8 +471,10 @@ def _conv_grads(flows, src_x, w, k, orientation, dx):
                 dw += d
             else:
                 dw[..., s * s:s * s + 2 * s + 1] += d.flatten(3)
-        # The flows of a cell share the input half's weights: one transposed conv.
-        dx += grad_in(src_x.shape, ws[:, :C].contiguous(), g_sum, padding=pad)
+        # The flows of a cell share the input half's weights: one transposed conv,
+        # i.e. the conv with the kernel flipped and its in/out channels swapped (same
+        # padding: stride 1, odd kernels, same-size output).
+        dx += _conv2d(g_sum, ws[:, :C].flip(2, 3).transpose(0, 1), None, pad, exact)
     return dw
 
 
@@ -556,8 +590,7 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
         srcs = [(Gf[f], d, torch.cat([xf, h_prev[f].flatten(0, 1).float()], 1),
                  torch.cat([xf, q[f].flatten(0, 1).float()], 1)) for f, _, d in mine]
-        with _exact_convs(x):
-            dws[cell] = _conv_grads(srcs, xf, weights[cell], k, mine[0][1], dx)
+        dws[cell] = _conv_grads(srcs, xf, weights[cell], k, mine[0][1], dx, _exact(x))
         dbs[cell] = sum(G[f].sum((0, 1, 4, 5)) for f, _, _ in mine)
     return dx.view(B, T, C, H, W), dh0, dws, dbs
 

@@ -395,14 +395,17 @@ if __name__ == "__main__":
     _worker(sys.argv[1], sys.argv[2])
 
 
-@pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", [
+CONV_CASES = [
     (3, 5, 7, 13, 11, (3, 3), (1, 1)),   # square k 3
     (2, 4, 6, 9, 8, (1, 3), (0, 1)),     # a directional sub-kernel along W
     (2, 4, 6, 9, 8, (3, 1), (1, 0)),     # ... along H
     (1, 3, 2, 1, 1, (5, 5), (2, 2)),     # one pixel: every tap but the centre is padding
     (4, 2, 3, 64, 64, (1, 5), (0, 2)),   # several pixel chunks per image
     (2, 3, 4, 33, 17, (7, 7), (3, 3)),   # odd sizes, k 7
-])
+]
+
+
+@pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", CONV_CASES)
 def test_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, padding, monkeypatch):
     """The GEMM form of the weight gradient the Triton backward uses (no triton or GPU
     needed): equal to torch's conv2d_weight in float64, also when images are split
@@ -419,6 +422,28 @@ def test_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, padding,
     monkeypatch.setattr(launcher, "_UNFOLD_CHUNK_BYTES", 1)  # one image per chunk
     assert ((launcher._conv_weight_grad(src, g, kernel, padding) - ref).abs().max()
             / ref.abs().max()).item() < 1e-13
+
+
+@pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", CONV_CASES)
+def test_gemm_convolution_matches_conv2d(N, Cs, O, H, W, kernel, padding, monkeypatch):
+    """The float32/float64 convolutions around the scans (input gates forward, the
+    input gradient as the flipped, transposed conv) as im2col + batched GEMMs: equal
+    to F.conv2d and conv2d_input in float64, whole or one image per unfold chunk."""
+    from s2v.kernels import video_predictor as launcher
+
+    torch.manual_seed(0)
+    x = torch.randn(N, Cs, H, W, dtype=torch.float64)
+    w = torch.randn(O, Cs, *kernel, dtype=torch.float64)
+    b = torch.randn(O, dtype=torch.float64)
+    g = torch.randn(N, O, H, W, dtype=torch.float64)
+    ref = torch.nn.functional.conv2d(x, w, b, padding=padding)
+    ref_in = torch.nn.grad.conv2d_input(x.shape, w, g, padding=padding)
+    for chunk in (launcher._UNFOLD_CHUNK_BYTES, 1):
+        monkeypatch.setattr(launcher, "_UNFOLD_CHUNK_BYTES", chunk)
+        got = launcher._conv2d(x, w, b, padding, exact=True)
+        got_in = launcher._conv2d(g, w.flip(2, 3).transpose(0, 1), None, padding, exact=True)
+        assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-13
+        assert ((got_in - ref_in).abs().max() / ref_in.abs().max()).item() < 1e-13
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 7), (2, 2, 6, 1)])
