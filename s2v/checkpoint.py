@@ -43,15 +43,16 @@ def save_atomic(obj: dict, path: str, what: str = "checkpoint") -> None:
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
     try:
-        with os.fdopen(fd, "wb") as f:
-            try:
+        try:
+            with os.fdopen(fd, "wb") as f:
                 torch.save(obj, f)
-            except RuntimeError as exc:
-                # torch's zip writer reports a failed write (a full disk, a quota) as
-                # a RuntimeError about stream positions; say what happened instead.
-                raise _write_error(path, folder, exc, what) from None
-            f.flush()
-            os.fsync(f.fileno())
+                f.flush()
+                os.fsync(f.fileno())
+        except (RuntimeError, OSError) as exc:
+            # torch's zip writer reports a failed write (a full disk, a quota) as a
+            # RuntimeError about stream positions, the final flush as a bare OSError;
+            # say which file and what happened instead.
+            raise _write_error(path, folder, exc, what) from None
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
@@ -59,7 +60,7 @@ def save_atomic(obj: dict, path: str, what: str = "checkpoint") -> None:
         raise
 
 
-def _write_error(path: str, folder: str, exc: RuntimeError, what: str) -> OSError:
+def _write_error(path: str, folder: str, exc: Exception, what: str) -> OSError:
     try:
         st = os.statvfs(folder)
         free = st.f_bavail * st.f_frsize
@@ -69,7 +70,8 @@ def _write_error(path: str, folder: str, exc: RuntimeError, what: str) -> OSErro
         return OSError(errno.ENOSPC, f"{path}: could not write the {what}: no space left "
                                      f"on the device ({free / 2 ** 20:.1f} MB free); any "
                                      f"earlier {what} is untouched")
-    return OSError(errno.EIO, f"{path}: could not write the {what} "
+    code = getattr(exc, "errno", None) or errno.EIO
+    return OSError(code, f"{path}: could not write the {what} "
                               f"({first_line(exc, 120)}); any earlier {what} "
                               f"is untouched")
 

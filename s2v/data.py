@@ -105,7 +105,7 @@ def min_frames(seq_len: int) -> int:
 
 def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
     """Decode frames and features of ``path`` (no cache)."""
-    from .media import MediaError, iter_frames, read_audio, video_info, video_start_time
+    from .media import MediaError, iter_frames, read_clip_audio, video_info
 
     options.validate()
     info = video_info(path)
@@ -115,7 +115,7 @@ def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
         warnings.simplefilter("always")
         # Sound sample 0 at the instant of video frame 0: the streams of a file may
         # start at different times.
-        wave = read_audio(path, SAMPLE_RATE, origin=video_start_time(path))
+        wave = read_clip_audio(path, SAMPLE_RATE)
     for w in caught:
         warnings.warn(str(w.message), stacklevel=3)
     feats = audio_features(torch.from_numpy(wave), SAMPLE_RATE, options.fps,

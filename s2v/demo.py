@@ -112,10 +112,10 @@ def run_demo(out_dir: str, minutes: float = 3.0, steps: int = 4000, size: int = 
 
 def _write_holdout_video(path: str, clip, generated: torch.Tensor) -> None:
     """Ground truth | generated, side by side, with the held-out sound."""
-    from .media import VideoWriter, read_audio
+    from .media import VideoWriter, read_clip_audio
 
     rate = 64000
-    wave = read_audio(clip.source, rate)
+    wave = read_clip_audio(clip.source, rate)
     fps = clip.options.fps
     first = int(round(clip.split / fps * rate))
     frames = np.concatenate([clip.validation().frames.numpy(), generated.numpy()], axis=2)

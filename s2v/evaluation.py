@@ -85,10 +85,10 @@ def reanimate_holdout(g, clip, seq_len: int, device=None, warmup: int | None = N
 
 def write_sample(path: str, fake: torch.Tensor, clip) -> None:
     """An mp4 of generated validation frames with the clip's own sound for that span."""
-    from .media import VideoWriter, read_audio
+    from .media import VideoWriter, read_clip_audio
 
     rate = 64000
-    wave = read_audio(clip.source, rate)
+    wave = read_clip_audio(clip.source, rate)
     fps = clip.options.fps
     first = round(clip.split / fps * rate)
     last = round((clip.split + fake.shape[0]) / fps * rate)

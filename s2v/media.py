@@ -132,7 +132,12 @@ def video_info(path) -> VideoInfo:
         if stream.duration is not None and stream.time_base:
             duration = float(stream.duration * stream.time_base)
         elif container.duration:
+            # The container's span runs from its earliest stream's start; the video's
+            # own span ends with the container but starts at the video's first frame.
             duration = container.duration / 1_000_000
+            if container.start_time is not None and stream.start_time is not None:
+                late = float(stream.start_time * stream.time_base) - container.start_time / 1e6
+                duration -= max(late, 0.0)
         return VideoInfo(os.fspath(path), stream.codec_context.width,
                          stream.codec_context.height, float(rate), duration,
                          bool(container.streams.audio))
@@ -348,6 +353,13 @@ def read_audio(path, sample_rate: int = 64000, origin: Optional[float] = None) -
     return wave
 
 
+def read_clip_audio(path, sample_rate: int = 64000) -> np.ndarray:
+    """A video's sound aligned with its frames: sample ``round(i / fps · rate)`` is the
+    sound at the instant of :func:`iter_frames`'s frame i (:func:`read_audio` with the
+    first video frame's time as origin)."""
+    return read_audio(path, sample_rate, origin=video_start_time(path))
+
+
 # --- writing -------------------------------------------------------------------------
 
 class VideoWriter:
@@ -400,7 +412,11 @@ class VideoWriter:
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
-            self.close()
+            try:
+                self.close()
+            except BaseException:
+                self.abort()  # e.g. the disk filled while finishing: no partial file
+                raise
         else:
             self.abort()
         return False

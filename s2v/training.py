@@ -17,7 +17,7 @@ import json
 import math
 import os
 import random
-import shutil
+import re
 import signal
 import time
 from dataclasses import asdict, dataclass, fields
@@ -191,13 +191,34 @@ class _StopFlag:
 
 
 # What a run writes into its directory; --force removes these and nothing else.
-RUN_ENTRIES = (ckpt.CHECKPOINT_NAME, "log.jsonl", "samples")
+RUN_FILES = (ckpt.CHECKPOINT_NAME, "log.jsonl")
+SAMPLES_DIR = "samples"
+_SAMPLE = re.compile(r"step_\d+\.mp4(\.part\.mp4)?")
 # Kept by --force: decoded clips stay valid, they are keyed by content and options.
 CACHE_DIR = "cache"
 
 
-def _is_run_entry(name: str) -> bool:
-    return name in RUN_ENTRIES or (name.startswith(".checkpoint-") and name.endswith(".tmp"))
+def _run_files(out: str, entries) -> tuple:
+    """``(own, foreign)``: the paths in ``out`` that a run wrote (checkpoint, log,
+    sample videos, checkpoint temporaries) and the names of everything else (the
+    cache aside), looking inside ``samples/`` too."""
+    own, foreign = [], []
+    for name in entries:
+        path = os.path.join(out, name)
+        if name == CACHE_DIR:
+            continue
+        if name == SAMPLES_DIR and os.path.isdir(path) and not os.path.islink(path):
+            for sample in sorted(os.listdir(path)):
+                if _SAMPLE.fullmatch(sample) and not os.path.isdir(os.path.join(path, sample)):
+                    own.append(os.path.join(path, sample))
+                else:
+                    foreign.append(os.path.join(name, sample))
+        elif (name in RUN_FILES or (name.startswith(".checkpoint-") and name.endswith(".tmp"))) \
+                and not os.path.isdir(path):
+            own.append(path)
+        else:
+            foreign.append(name)
+    return own, foreign
 
 
 def prepare_run_dir(out: str, resume: bool, force: bool) -> list:
@@ -218,24 +239,27 @@ def prepare_run_dir(out: str, resume: bool, force: bool) -> list:
     if resume:
         ckpt.resolve(out)  # raises FileNotFoundError naming the missing checkpoint
         return []
+    own, foreign = _run_files(out, entries)
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+        raise ValueError(f"{out}: holds files that are not an s2v run's ({shown}); a run "
+                         f"needs a folder of its own: choose another --out")
     if exists and not force:
         raise ValueError(f"{out}: the run directory exists; pass --resume to continue that "
                          f"run or --force to start over")
-    foreign = [e for e in entries if e != CACHE_DIR and not _is_run_entry(e)]
-    if foreign:
-        shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-        raise ValueError(f"{out}: holds files that are not an s2v run's ({shown}); --force "
-                         f"only starts a run over in a run directory: choose another --out")
     os.makedirs(out, exist_ok=True)
-    return [os.path.join(out, e) for e in entries if _is_run_entry(e)]
+    return own
 
 
 def _remove(paths) -> None:
+    """Delete a previous run's files (from :func:`_run_files`), then its samples folder
+    if nothing else is left in it."""
     for path in paths:
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path)
-        elif os.path.lexists(path):
+        if os.path.lexists(path):
             os.remove(path)
+    for folder in {os.path.dirname(p) for p in paths}:
+        if os.path.basename(folder) == SAMPLES_DIR and not os.listdir(folder):
+            os.rmdir(folder)
 
 
 def train(video, out, resume: bool = False, force: bool = False, **options) -> dict:

@@ -279,6 +279,12 @@ def test_force_keeps_the_old_run_until_the_new_one_can_start(clip, tmp_path, cap
     assert "not an s2v run" in _error(capsys, ["train", str(clip), "--out", str(docs),
                                                "--force", *TINY])
     assert (docs / "thesis.txt").read_text() == "years of work" and (docs / "photos").is_dir()
+    music = tmp_path / "music"
+    (music / "samples").mkdir(parents=True)
+    (music / "samples" / "kick.wav").write_text("drum")  # a folder name a run also uses
+    assert "not an s2v run" in _error(capsys, ["train", str(clip), "--out", str(music),
+                                               "--force", *TINY])
+    assert (music / "samples" / "kick.wav").read_text() == "drum"
 
     assert main(["train", str(clip), "--out", str(run), "--force", "--steps", "1", "--seed",
                  "3", *TINY]) == 0

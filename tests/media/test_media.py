@@ -8,7 +8,8 @@ pytest.importorskip("av", reason="PyAV is not installed: media tests need it")
 
 from s2v.audio import load_audio  # noqa: E402
 from s2v.media import (MediaError, VideoWriter, iter_audio, read_audio,  # noqa: E402
-                       read_frames, video_info, video_start_time)
+                       read_clip_audio, read_frames, video_info,
+                       video_start_time)
 from tests.media.factory import (gray_frame, tone, write_audio, write_sync_clip,  # noqa: E402
                                  write_video)
 
@@ -118,6 +119,9 @@ def test_sound_stays_in_step_with_the_picture(tmp_path, audio_start, video_start
     burst = int(np.abs(wave).argmax()) / 64000 * 20
     assert flash == round((event - video_start) * 20)
     assert abs(burst - flash) < 0.5, (burst, flash)
+    assert np.array_equal(read_clip_audio(path, 64000), wave)
+    if audio_start <= video_start:  # the video ends last: its span is the container's tail
+        assert abs(video_info(path).duration - 4.0) < 0.1
 
 
 def test_cover_art_is_not_a_video(tmp_path):
