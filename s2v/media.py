@@ -295,6 +295,7 @@ def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16,
         resampler, pending, count = None, [], 0
         placed = 0   # samples put on the timeline (after origin) so far
         drop = 0     # samples before origin still to discard
+        started = False
 
         def put(x):
             nonlocal placed, drop, count
@@ -317,10 +318,11 @@ def iter_audio(path, sample_rate: int = 64000, block: int = 1 << 16,
                     # Where this frame's first sample belongs, against where the
                     # samples so far end (up to the resampler's few-sample delay).
                     ahead = round((frame.time - origin) * sample_rate) - (placed - drop)
-                    if placed == 0 and drop == 0 and ahead < 0:
+                    if not started and ahead < 0:
                         drop = -ahead  # the track starts before the origin
-                    elif ahead > (_GAP_SECONDS * sample_rate if placed or drop else 0):
-                        put(np.zeros(ahead, np.float32))
+                    elif ahead > (_GAP_SECONDS * sample_rate if started else 0):
+                        put(np.zeros(ahead, np.float32))  # starts later, or a hole
+                started = True
                 for out in resampler.resample(frame):
                     put(out.to_ndarray().mean(axis=0, dtype=np.float32))
                 if count >= block:
