@@ -9,6 +9,7 @@ written under a temporary name and renamed over ``out`` only when complete.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import os
 import signal
 import time
@@ -53,6 +54,9 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
 
     from .media import MediaError, VideoWriter, check_input_file, iter_audio
 
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(f"seed: expected an integer, got {seed!r}")
+    seed = int(seed)
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"--precision: expected fp32 or bf16, got {precision!r}")
     audio, out = check_input_file(audio, "an audio or video file"), os.fspath(out)

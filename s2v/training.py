@@ -115,6 +115,38 @@ def _positive_number(value) -> bool:
     return finite_number(value) and value > 0
 
 
+_BOOL_OPTIONS = ("progress", "samples")
+
+
+def _plain(name: str, value):
+    """An option value as the plain Python type the checkpoint stores (numpy scalars to
+    int/float/bool, a torch.device to its string, a crop to a tuple of ints): a
+    checkpoint must load with ``weights_only=True``, which refuses numpy objects."""
+    import numbers
+
+    import numpy as np
+
+    if isinstance(value, np.bool_):
+        return bool(value)
+    if name in _BOOL_OPTIONS:
+        if not isinstance(value, bool):
+            raise TypeError(f"{name}: expected True or False, got {value!r}")
+        return value
+    if isinstance(value, torch.device):
+        return str(value)
+    if name == "crop" and value is not None and not isinstance(value, (str, bytes)):
+        try:
+            return tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool)
+                         else v for v in value)
+        except TypeError:
+            return value
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, bool):
+        return float(value)
+    return value
+
+
 def model_config(opts: TrainOptions, audio_features: int) -> dict:
     """Generator keyword arguments (stored in the checkpoint)."""
     return dict(output_size=opts.size, audio_features=audio_features,
@@ -275,6 +307,10 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     unknown = sorted(set(options) - known)
     if unknown:
         raise TypeError(f"unknown training option(s): {', '.join(unknown)}")
+    for name, flag in (("resume", resume), ("force", force)):
+        if not isinstance(flag, bool):
+            raise TypeError(f"{name}: expected True or False, got {flag!r}")
+    options = {k: _plain(k, v) for k, v in options.items()}
     if not resume:  # bad options fail before --force clears anything
         if video is None:
             raise TypeError("video: a new run needs the video file to train on (None is for "
@@ -291,12 +327,12 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
         stored = dict(state_ckpt["config"]["train"])
         changeable = ("steps", "minutes", "progress", "samples")
         for key, value in options.items():
-            old = stored.get(key)
-            if key not in changeable and value != (tuple(old) if isinstance(old, list)
-                                                   else old):
+            old = _plain(key, tuple(stored[key]) if isinstance(stored.get(key), list)
+                         else stored.get(key))
+            if key not in changeable and value != old:
                 raise ValueError(f"--{key.replace('_', '-')} {value} differs from the run's "
-                                 f"{old}; a resumed run keeps its options (only --steps and "
-                                 f"--minutes may change)")
+                                 f"{old}; a resumed run keeps its options (only --steps, "
+                                 f"--minutes, progress and samples may change)")
         stored.update({k: v for k, v in options.items() if k in changeable})
         done = int(state_ckpt["step"])
         if "steps" in options and isinstance(options["steps"], int) and options["steps"] < done:
@@ -308,6 +344,9 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
             opts.crop = tuple(opts.crop)
         trained_on = state_ckpt["config"]["data"]["video"]
         if video is None:
+            if not os.path.isfile(trained_on):
+                raise FileNotFoundError(f"{trained_on}: the run's clip is gone (moved or "
+                                        f"deleted); pass its new path as VIDEO to resume")
             video = trained_on
         else:
             _check_same_clip(video, trained_on)
@@ -510,10 +549,12 @@ class _Run:
                 if self.dist.any(stop.signal is not None):
                     stopped = signal.Signals(stop.signal or signal.SIGTERM).name
                     break
-                if self.dist.any(deadline is not None and time.monotonic() >= deadline):
+                if self.step < opts.steps and self.dist.any(
+                        deadline is not None and time.monotonic() >= deadline):
                     stopped = "time budget"
                     break
-            self.save()
+            if self.step > start_step:  # a resume with no step left: the checkpoint stands
+                self.save()
         bar.close()
         in_sync = self.dist.same_everywhere(self.g)
         summary = {"step": self.step, "steps": opts.steps, "losses": losses,

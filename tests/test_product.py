@@ -334,3 +334,27 @@ def test_sigterm_while_generating_unwinds():
         with _sigterm_unwinds():
             os.kill(os.getpid(), signal.SIGTERM)
             time.sleep(5)
+
+
+def test_python_api_takes_numpy_scalars_and_equal_resume_options(clip, tmp_path):
+    """Options given as numpy scalars, a device object or a crop list are stored as
+    plain values, so the checkpoint loads with weights_only=True; resuming with the
+    same values (as another type) is accepted; a finished run is not mislabelled."""
+    import s2v
+
+    run = tmp_path / "run"
+    options = {**TINY_API, "size": np.int64(16), "samples": np.bool_(False)}
+    summary = s2v.train(clip, run, **options, steps=np.int64(1), fps=np.float64(20),
+                        minutes=1e-6, device=torch.device("cpu"),
+                        crop=[np.int64(0), 0, 24, 24])
+    assert summary["step"] == 1 and summary["stopped"] is None
+    saved = torch.load(run / "checkpoint.pt", map_location="cpu", weights_only=True)
+    assert saved["config"]["train"]["crop"] in ([0, 0, 24, 24], (0, 0, 24, 24))
+    s2v.train(None, run, resume=True, steps=2, crop=[0, 0, 24, 24], device="cpu",
+              progress=False)
+    with pytest.raises(TypeError, match="progress"):
+        s2v.train(None, run, resume=True, steps=3, progress="no")
+    out = tmp_path / "g.mp4"
+    assert s2v.generate(run, clip, out, seed=np.int64(1), progress=False)["frames"] > 0
+    with pytest.raises(TypeError, match="seed"):
+        s2v.generate(run, clip, out, seed="1", progress=False)

@@ -41,6 +41,11 @@ class Generator(nn.Module):
     Sound routes: ``rnn`` (encoder reads ``[e, a]``, generator ``[m, z]``),
     ``gen`` (``e`` / ``[m, a, z]``), ``rnngen`` (``[e, a]`` / ``[m, a, z]``);
     ``cond_gen`` drives conditional instance norm with ``a``.
+
+    Randomness: besides e and z, the per-pixel noise injections draw from torch's
+    global generator on every call (as in training), so repeatable frames need
+    ``torch.manual_seed`` before the call. ``g.backend = name`` switches the fused
+    layers (motion encoder and video predictor) together.
     """
 
     def __init__(self, output_size: int = 128, audio_features: int = 64, e_motion: int = 2,
@@ -110,6 +115,16 @@ class Generator(nn.Module):
             self.vp = VideoPredictor(nc[n], 3 if output_size < 512 else 5,
                                      directional=vid_pred == "dir", backend=backend)
 
+    @property
+    def backend(self) -> str:
+        return self.motion.backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self.motion.backend = value
+        if self.vp is not None:
+            self.vp.backend = value
+
     def _check_input(self, name: str, t, B: int, T: int, size: int, ref: torch.Tensor):
         check_float_tensor(name, t, 3)
         check_shape(name, t, (B, T, size), f"[B, T, {name} size]")
@@ -121,6 +136,11 @@ class Generator(nn.Module):
                 z_content: torch.Tensor | None = None, state=None):
         check_float_tensor("audio", audio, 3)
         B, T, Fa = audio.shape
+        dtype = self.format_conv.weight.dtype
+        if audio.dtype != dtype and not torch.is_autocast_enabled(audio.device.type):
+            raise TypeError(f"audio: expected {dtype} like the generator's parameters, got "
+                            f"{audio.dtype} (convert the features with .to({dtype}), or the "
+                            f"model with .to({audio.dtype}))")
         if Fa != self.audio_features:
             raise ValueError(f"audio: expected {self.audio_features} features per frame "
                              f"([B, T, {self.audio_features}]), got {tuple(audio.shape)}")

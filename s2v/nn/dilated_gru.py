@@ -8,6 +8,10 @@ from torch import nn
 
 from ..ops._validation import check_positive_int
 from ..ops.dilated_gru import MAX_LAYERS, dilated_gru, dilated_gru_backends
+
+# Longest dilation span (dilation ** (L - 1)) a layer accepts: its state holds that
+# many hidden vectors per sequence.
+MAX_SPAN = 1 << 20
 from ._init import normal_
 
 
@@ -31,12 +35,19 @@ class DilatedResidualGRU(nn.Module):
         if num_layers > MAX_LAYERS:
             raise ValueError(f"num_layers: expected at most {MAX_LAYERS}, got {num_layers}")
         check_positive_int("dilation", dilation)
+        if dilation ** (num_layers - 1) > MAX_SPAN:
+            raise ValueError(f"dilation: the last layer would read its state from "
+                             f"{dilation} ** {num_layers - 1} = {dilation ** (num_layers - 1)} "
+                             f"steps back; at most {MAX_SPAN} (each layer keeps that many "
+                             f"states per sequence)")
+        if not isinstance(feedback, bool):
+            raise TypeError(f"feedback: expected True or False, got {feedback!r}")
         D, L = input_size, num_layers
         self.input_size = D
         self.num_layers = L
         self.dilation = dilation
-        self.feedback = bool(feedback)
-        self.backend = dilated_gru_backends.check(backend)
+        self.feedback = feedback
+        self.backend = backend
         self.weight_ih = nn.Parameter(torch.empty(L, 3 * D, D))
         self.weight_hh = nn.Parameter(torch.empty(L, 3 * D, D))
         self.bias_ih = nn.Parameter(torch.empty(L, 3 * D))
@@ -48,6 +59,14 @@ class DilatedResidualGRU(nn.Module):
             self.register_parameter("feedback_weight", None)
             self.register_parameter("feedback_bias", None)
         self.reset_parameters()
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = dilated_gru_backends.check(value)
 
     def reset_parameters(self) -> None:
         # PyTorch's GRUCell default, as the published encoder keeps it.

@@ -32,11 +32,19 @@ class DirConvGRU(nn.Module):
         self.hidden_channels = hidden_channels
         self.kernel_size = kernel_size
         self.orientation = orientation
-        self.backend = dirconv_gru_backends.check(backend)
+        self.backend = backend
         shape = gate_weight_shape(in_channels, hidden_channels, kernel_size, orientation)
         self.weight = nn.Parameter(torch.empty(shape))
         self.bias = nn.Parameter(torch.zeros(3, hidden_channels))
         self.reset_parameters()
+
+    @property
+    def backend(self) -> str:
+        return self._backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        self._backend = dirconv_gru_backends.check(value)
 
     def reset_parameters(self) -> None:
         normal_(self.weight)

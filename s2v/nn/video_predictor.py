@@ -31,7 +31,9 @@ class VideoPredictor(nn.Module):
         check_odd_kernel(kernel_size)
         self.channels = channels
         self.kernel_size = kernel_size
-        self.directional = bool(directional)
+        if not isinstance(directional, bool):
+            raise TypeError(f"directional: expected True or False, got {directional!r}")
+        self.directional = directional
         self._backend = video_predictor_backends.check(backend)
         if self.directional:
             self.cells = nn.ModuleList(

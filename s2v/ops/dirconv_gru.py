@@ -105,8 +105,8 @@ def validate_dirconv_gru(x, h0, weight, bias, orientation, direction) -> None:
     """Check every argument of :func:`dirconv_gru`; raise ValueError/TypeError."""
     if orientation not in ORIENTATIONS:
         raise ValueError(f"orientation: expected None, 'h' or 'w', got {orientation!r}")
-    if direction not in (1, -1):
-        raise ValueError(f"direction: expected +1 or -1, got {direction!r}")
+    if isinstance(direction, bool) or not isinstance(direction, int) or direction not in (1, -1):
+        raise ValueError(f"direction: expected the int +1 or -1, got {direction!r}")
     check_float_tensor("x", x, 5)
     B, T, C_in, H, W = x.shape
     if T < 1 or B < 1 or H < 1 or W < 1:

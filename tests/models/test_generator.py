@@ -92,3 +92,16 @@ def test_bad_arguments():
         g(torch.randn(1, 3, 6), state=(None,))
     with pytest.raises(TypeError, match="floating"):
         g(torch.ones(1, 3, 6, dtype=torch.int32))
+
+
+def test_backend_switch_and_dtype_mismatch():
+    """``g.backend`` switches both fused layers; features of another dtype than the
+    model's are named as such (not as an internal weight's mismatch)."""
+    g = Generator(output_size=16, audio_features=4, channels_base=16, max_channels=8,
+                  backend="eager")
+    g.backend = "auto"
+    assert g.motion.backend == "auto" and g.vp.backend == "auto" and g.backend == "auto"
+    with pytest.raises(ValueError, match="backend"):
+        g.backend = "bogus"
+    with pytest.raises(TypeError, match="audio: expected torch.float32"):
+        g(torch.randn(1, 2, 4, dtype=torch.float64))

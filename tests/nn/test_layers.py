@@ -163,3 +163,25 @@ def test_video_predictor_cells_show_the_layers_backend():
     assert copy.deepcopy(vp).backend == "auto"
     with pytest.raises(ValueError, match="backend"):
         vp.backend = "fast"
+
+
+def test_cells_validate_backend_direction_and_flags():
+    """Backends are checked when set (not at the next forward); direction is the int
+    ±1 on every backend; flags are booleans; an absurd dilation span is refused
+    before any state is allocated."""
+    gru = DilatedResidualGRU(4)
+    with pytest.raises(ValueError, match="backend"):
+        gru.backend = "bogus"
+    cell = DirConvGRU(2, 3, 3, "h")
+    with pytest.raises(ValueError, match="backend"):
+        cell.backend = "bogus"
+    x = torch.randn(1, 2, 2, 5, 5)
+    for direction in (-1.0, True, 2):
+        with pytest.raises(ValueError, match="direction"):
+            cell(x, direction=direction)
+    with pytest.raises(TypeError, match="feedback"):
+        DilatedResidualGRU(4, feedback="no")
+    with pytest.raises(TypeError, match="directional"):
+        VideoPredictor(4, directional="no")
+    with pytest.raises(ValueError, match="steps back"):
+        DilatedResidualGRU(4, num_layers=8, dilation=100)
