@@ -12,6 +12,7 @@ from ..ops.dilated_gru import MAX_LAYERS, dilated_gru, dilated_gru_backends
 # Longest dilation span (dilation ** (L - 1)) a layer accepts: its state holds that
 # many hidden vectors per sequence.
 MAX_SPAN = 1 << 20
+from ._backend import backend_property
 from ._init import normal_
 
 
@@ -60,13 +61,7 @@ class DilatedResidualGRU(nn.Module):
             self.register_parameter("feedback_bias", None)
         self.reset_parameters()
 
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        self._backend = dilated_gru_backends.check(value)
+    backend = backend_property(dilated_gru_backends)
 
     def reset_parameters(self) -> None:
         # PyTorch's GRUCell default, as the published encoder keeps it.

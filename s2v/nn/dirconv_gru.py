@@ -6,6 +6,7 @@ from torch import nn
 
 from ..ops._validation import check_odd_kernel, check_positive_int
 from ..ops.dirconv_gru import ORIENTATIONS, dirconv_gru, dirconv_gru_backends, gate_weight_shape
+from ._backend import backend_property
 from ._init import normal_
 
 
@@ -38,13 +39,7 @@ class DirConvGRU(nn.Module):
         self.bias = nn.Parameter(torch.zeros(3, hidden_channels))
         self.reset_parameters()
 
-    @property
-    def backend(self) -> str:
-        return self._backend
-
-    @backend.setter
-    def backend(self, value: str) -> None:
-        self._backend = dirconv_gru_backends.check(value)
+    backend = backend_property(dirconv_gru_backends)
 
     def reset_parameters(self) -> None:
         normal_(self.weight)
