@@ -129,13 +129,20 @@ def ptxas_kernels() -> list:
             for line in (proc.stdout + proc.stderr).splitlines():
                 m = re.search(r"Function properties for (\S+)", line)
                 if m:
-                    current = {"name": _kernel_name(m.group(1)), "arch": arch, "registers": None}
+                    current = {"name": _kernel_name(m.group(1)), "arch": arch, "registers": None,
+                               "spills": None, "shared_mem_bytes": 0}
                     out.append(current)
                     continue
                 m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
                 if m and current is not None:
                     current["spill_stores"] = int(m.group(1))
                     current["spill_loads"] = int(m.group(2))
+                    current["spills"] = int(m.group(1)) + int(m.group(2))  # schema key
+                m = re.search(r"(\d+) bytes smem", line)
+                if m and current is not None:
+                    # Static shared memory; the grouped kernels' weights are dynamic,
+                    # sized per problem at launch (see their Placement).
+                    current["shared_mem_bytes"] = int(m.group(1))
                 m = re.search(r"Used (\d+) registers", line)
                 if m and current is not None:
                     current["registers"] = int(m.group(1))

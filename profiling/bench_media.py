@@ -22,7 +22,8 @@ import time
 import numpy as np
 import torch
 
-from profiling.common import RESULTS_DIR, run_tests, write_results
+from profiling.common import (RESULTS_DIR, out_dir, positive_float, positive_int, run_tests,
+                              write_results)
 from profiling.timing import resolve_reps, time_ms
 
 SOURCE_FPS = 30
@@ -86,14 +87,15 @@ def bare_decode(path: str) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--seconds", type=float, default=4.0, help="clip length")
-    parser.add_argument("--audio-seconds", type=float, default=120.0)
+    parser.add_argument("--seconds", type=positive_float, default=4.0, help="clip length")
+    parser.add_argument("--audio-seconds", type=positive_float, default=120.0)
     parser.add_argument("--quick", action="store_true", help="5 repetitions instead of 20")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--out", default=RESULTS_DIR)
+    parser.add_argument("--threads", type=positive_int, default=2)
+    parser.add_argument("--out", type=out_dir, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     args.reps = resolve_reps(parser, args.reps, args.quick)
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     try:
         import av  # noqa: F401
     except ImportError:
@@ -103,6 +105,9 @@ def main(argv=None) -> int:
     from s2v.media import iter_frames
 
     tests = run_tests(["tests/media", "tests/test_audio.py"])
+    if tests["failed"]:
+        print(f"tests: {tests}; media tests failed, so no figures are reported")
+        return 1
     with tempfile.TemporaryDirectory() as tmp:
         clip = os.path.join(tmp, "clip1080.mp4")
         sound = os.path.join(tmp, "music.m4a")

@@ -22,7 +22,8 @@ import sys
 import torch
 
 from profiling import peaks as peaks_mod
-from profiling.common import RESULTS_DIR, round_times, start_run, write_results
+from profiling.common import (RESULTS_DIR, out_dir, positive_int, round_times, start_run,
+                              write_results)
 from profiling.timing import resolve_reps, time_ms
 
 TESTS = ["tests/test_product.py", "tests/models", "tests/nn"]
@@ -113,14 +114,24 @@ def counted_flops(fn) -> float:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 px, 5 repetitions")
-    parser.add_argument("--sizes", type=int, nargs="*", default=None)
-    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--sizes", type=int, nargs="*", default=None,
+                        help="frame sizes (powers of two >= 16)")
+    parser.add_argument("--frames", type=int, default=16, help="T (>= 2)")
     parser.add_argument("--reps", type=int, default=None)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--out", default=RESULTS_DIR)
+    parser.add_argument("--out", type=out_dir, default=RESULTS_DIR)
     args = parser.parse_args(argv)
     reps = resolve_reps(parser, args.reps, args.quick)
+    for S in args.sizes or ():
+        if S < 16 or S & (S - 1):
+            parser.error(f"--sizes: expected powers of two >= 16, got {S}")
+    if args.frames < 2:
+        parser.error(f"--frames: expected at least 2, got {args.frames}")
+    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
+        parser.error(f"--device: expected cpu or cuda, got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        parser.error("--device cuda: this torch sees no CUDA device")
     on_gpu = args.device.startswith("cuda")
     sizes = args.sizes or ([64] if args.quick or not on_gpu else [64, 128])
     tests = start_run(args.threads, TESTS)

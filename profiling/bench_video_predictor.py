@@ -41,6 +41,7 @@ from profiling.common import (
     child_main,
     fused_backend_here,
     op_bench_parser,
+    positive_int,
     start_run,
     finish_row,
     write_results,
@@ -159,7 +160,7 @@ def kernel_rows() -> list:
 
 def main(argv=None) -> int:
     ap = op_bench_parser(__doc__, "64², B = 1, 5 repetitions, no sweeps", 600.0)
-    ap.add_argument("--sizes", type=int, nargs="+", default=None,
+    ap.add_argument("--sizes", type=positive_int, nargs="+", default=None,
                     help="frame sizes to time instead of the default ones (e.g. 128 for "
                          "the shape the GPU targets name)")
     args = ap.parse_args(argv)

@@ -36,6 +36,7 @@ import time
 
 import torch
 
+from profiling.cli_types import out_dir, positive_int
 from profiling.common import ROOT, commit, device_name, device_slug, versions
 
 DEFAULT_OUT = os.path.join(ROOT, "profiling", "results", "breakdown")
@@ -237,10 +238,10 @@ def main(argv=None) -> int:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--top", type=int, default=20, help="rows per table")
-    ap.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    ap.add_argument("--threads", type=positive_int, default=None, help="torch CPU threads")
     ap.add_argument("--small", action="store_true", help="tiny shapes (smoke test)")
     ap.add_argument("--trace", action="store_true", help="also save a Chrome trace per target")
-    ap.add_argument("--out", default=DEFAULT_OUT)
+    ap.add_argument("--out", type=out_dir, default=DEFAULT_OUT)
     args = ap.parse_args(argv)
     if args.reps < 1 or args.warmup < 0 or args.top < 1:
         ap.error("--reps and --top must be >= 1, --warmup >= 0")

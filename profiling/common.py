@@ -27,6 +27,8 @@ import sys
 
 import torch
 
+from profiling.cli_types import out_dir, positive_float, positive_int  # noqa: F401 (re-exported)
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS_DIR = os.path.join(ROOT, "profiling", "results")
 
@@ -223,11 +225,11 @@ def op_bench_parser(doc: str, quick_help: str, compile_timeout: float):
     ap = argparse.ArgumentParser(description=doc.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help=quick_help)
     ap.add_argument("--reps", type=int, default=None)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--compile-timeout", type=float, default=compile_timeout)
+    ap.add_argument("--threads", type=positive_int, default=2)
+    ap.add_argument("--compile-timeout", type=positive_float, default=compile_timeout)
     ap.add_argument("--no-compile", action="store_true")
     ap.add_argument("--no-sweeps", action="store_true")
-    ap.add_argument("--out", default=RESULTS_DIR)
+    ap.add_argument("--out", type=out_dir, default=RESULTS_DIR)
     ap.add_argument("--child", help=argparse.SUPPRESS)
     return ap
 

@@ -554,9 +554,18 @@ def driver(args) -> int:
 
 def parse_files(paths: list[str], out: str | None) -> int:
     rows = []
+    target = os.path.join(out or os.path.dirname(os.path.abspath(paths[0])), "ncu_summary.csv")
+    if any(os.path.abspath(p) == os.path.abspath(target) for p in paths):
+        print(f"--parse: {target} is one of the inputs (a summary, not a raw ncu CSV); "
+              f"pass the raw CSVs only, or --out another folder", file=sys.stderr)
+        return 2
     for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            launches = parse_raw_csv(f.read())
+        try:
+            with open(path, encoding="utf-8", errors="replace") as f:
+                launches = parse_raw_csv(f.read())
+        except OSError as exc:
+            print(f"--parse: {path}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
         name = os.path.splitext(os.path.basename(path))[0]
         m = re.fullmatch(r"(video_predictor|dirconv_gru|dilated_gru)_(fwd|bwd)_(fp32|bf16)", name)
         job = {"name": name}
@@ -564,7 +573,6 @@ def parse_files(paths: list[str], out: str | None) -> int:
             job.update(op=m.group(1), phase=m.group(2), dtype=m.group(3),
                        nvtx_range=nvtx_path(m.group(1), m.group(2)))
         rows += summarize(launches, job)
-    target = os.path.join(out or os.path.dirname(os.path.abspath(paths[0])), "ncu_summary.csv")
     write_summary(rows, target)
     if rows:
         print(format_table(rows))

@@ -27,6 +27,8 @@ import os
 import re
 import sys
 
+from profiling.cli_types import out_dir
+
 # Backends are either baselines (what PyTorch gives without this project) or
 # fused (this project's kernels). The split decides the two speedup columns of
 # the table; unknown keys (media stages such as "decode") are neither.
@@ -368,10 +370,25 @@ def render(plt, doc: dict, stem: str, out_dir: str, log=print) -> list[str]:
     return written
 
 
+def _not_results(doc) -> str | None:
+    """What is wrong with ``doc`` as a results document, or None (the schema of
+    profiling/common.py: a dict whose ``benchmarks`` rows are dicts with ``times_ms``)."""
+    if not isinstance(doc, dict):
+        return f"a {type(doc).__name__}, not an object"
+    rows = doc.get("benchmarks")
+    if not isinstance(rows, list):
+        return "no 'benchmarks' list"
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("times_ms"), dict):
+            return f"benchmarks[{i}] has no 'times_ms' object"
+    return None
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("results", nargs="+", help="results JSON file(s)")
-    parser.add_argument("--out", help="folder for the PNGs (default: each JSON's folder)")
+    parser.add_argument("--out", type=out_dir,
+                        help="folder for the PNGs (default: each JSON's folder)")
     parser.add_argument("--markdown", action="store_true",
                         help="print a Markdown table of the non-sweep rows to stdout")
     parser.add_argument("--no-plots", action="store_true", help="write no PNGs")
@@ -391,6 +408,11 @@ def main(argv=None) -> int:
                 doc = json.load(f)
         except (OSError, ValueError) as e:
             print(f"{path}: {e}", file=sys.stderr)
+            status = 1
+            continue
+        problem = _not_results(doc)
+        if problem:
+            print(f"{path}: not an s2v results JSON ({problem})", file=sys.stderr)
             status = 1
             continue
         stem = os.path.splitext(os.path.basename(path))[0]

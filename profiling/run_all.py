@@ -29,7 +29,8 @@ import tempfile
 
 import torch
 
-from profiling.common import RESULTS_DIR, ROOT, commit, device_name, device_slug, versions
+from profiling.common import (RESULTS_DIR, ROOT, commit, device_name, device_slug, out_dir,
+                              positive_int, versions)
 
 BENCHES = ("bench_dilated_gru", "bench_video_predictor", "bench_product", "bench_media")
 
@@ -42,9 +43,10 @@ def _accepts(module: str, flag: str) -> bool:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--out", default=RESULTS_DIR)
-    parser.add_argument("--only", nargs="*", help="run only these bench modules")
-    parser.add_argument("--threads", type=int, default=2,
+    parser.add_argument("--out", type=out_dir, default=RESULTS_DIR)
+    parser.add_argument("--only", nargs="+", choices=BENCHES, metavar="BENCH",
+                        help=f"run only these bench modules ({', '.join(BENCHES)})")
+    parser.add_argument("--threads", type=positive_int, default=2,
                         help="CPU threads for every benchmark (fixed and reported)")
     parser.add_argument("--no-plots", action="store_true")
     parser.add_argument("--no-compile", action="store_true",

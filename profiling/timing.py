@@ -98,7 +98,7 @@ def resolve_reps(parser, reps: int | None, quick: bool) -> int:
     """The repetition count of a benchmark run: the default, or the user's if it is
     at least the minimum (20, or 5 with --quick); otherwise a usage error."""
     least = QUICK_REPS if quick else MIN_REPS
-    reps = reps or least
+    reps = least if reps is None else reps
     if reps < least:
         parser.error(f"--reps: at least {least}")
     return reps

@@ -286,3 +286,14 @@ def test_dilated_gru_regex_matches_every_cuda_kernel():
     for other in ("elementwise_kernel", "reduce_kernel", "vectorized_elementwise_kernel",
                   "CatArrayBatchedCopy_contig"):
         assert not pattern.search(other), other
+
+
+def test_parse_never_overwrites_its_input(tmp_path, capsys):
+    """`--parse DIR/*.csv` over a folder that already holds a summary must not replace
+    that summary with an empty one."""
+    summary = tmp_path / "ncu_summary.csv"
+    summary.write_text("job,kernel\nx,y\n")
+    assert ncu.parse_files([str(summary)], None) == 2
+    assert summary.read_text() == "job,kernel\nx,y\n"
+    assert "one of the inputs" in capsys.readouterr().err
+    assert ncu.parse_files([str(tmp_path / "missing.csv")], None) == 2

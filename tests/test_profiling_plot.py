@@ -125,3 +125,34 @@ def test_missing_matplotlib_exits_2(tmp_path, monkeypatch, capsys):
     assert plot.main([str(_write(tmp_path, _doc()))]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "pip install -e '.[profiling]'" in err[0]
+
+
+def test_foreign_json_and_bad_out_are_one_line(tmp_path, capsys):
+    """A JSON that is not a results document is skipped with one line naming what is
+    wrong (the other files still render); --out naming a file is a usage error."""
+    foreign = tmp_path / "list.json"
+    foreign.write_text("[1, 2]")
+    rows = tmp_path / "rows.json"
+    rows.write_text('{"benchmarks": [1]}')
+    assert plot.main([str(foreign), str(rows), "--no-plots"]) == 1
+    err = capsys.readouterr().err
+    assert "a list, not an object" in err and "benchmarks[0] has no 'times_ms'" in err
+    a_file = tmp_path / "f"
+    a_file.write_text("x")
+    with pytest.raises(SystemExit):
+        plot.main([str(rows), "--out", str(a_file)])
+    assert "is a file, not a folder" in capsys.readouterr().err
+
+
+def test_profiling_argument_types():
+    import argparse
+
+    from profiling.cli_types import positive_float, positive_int
+
+    assert positive_int("3") == 3 and positive_float("0.5") == 0.5
+    for bad in ("0", "-1", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_int(bad)
+    for bad in ("0", "nan", "inf", "x"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            positive_float(bad)
