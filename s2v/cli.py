@@ -125,8 +125,16 @@ def _add_train(sub) -> None:
     p.set_defaults(run=_train)
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """A usage mistake is one line (and exit status 2), like every other user error;
+    ``--help`` still shows the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="s2v", description="Listen and Move: one-shot "
+    parser = _OneLineParser(prog="s2v", description="Listen and Move: one-shot "
                                      "sound-to-video generation with fused recurrent kernels.")
     parser.add_argument("--version", action="version", version=f"s2v {__version__}")
     parser.add_argument("--debug", action="store_true",

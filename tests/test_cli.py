@@ -44,3 +44,12 @@ def test_module_entry_point_reports_version():
 def test_unknown_backend_is_rejected_by_the_parser():
     with pytest.raises(SystemExit):
         main(["demo", "--backend", "fastest"])
+
+
+def test_usage_mistakes_are_one_line(capsys):
+    """A flag argparse rejects is one line too, like every other user error."""
+    with pytest.raises(SystemExit) as stop:
+        main(["train", "--size", "abc", "--out", "x"])
+    assert stop.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "--size" in err[0] and "--help" in err[0]
