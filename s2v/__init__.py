@@ -3,13 +3,22 @@
 Subpackages: :mod:`s2v.nn` (drop-in layers), :mod:`s2v.ops` (functional ops),
 :mod:`s2v.models` (generator, discriminators, named configurations),
 :mod:`s2v.compat` (published weights). Media dependencies (PyAV) and the
-compiled extension are imported lazily, so the layers work without them.
+compiled extension are imported lazily, so the layers work without them; so are
+the subpackages themselves (``s2v.nn`` imports torch on first use), which keeps
+``import s2v`` and the command line's start instant.
 """
+import importlib
+
 __version__ = "0.1.0"
 
-from . import nn, ops  # noqa: E402  (light: torch only)
+_SUBPACKAGES = ("nn", "ops", "models", "compat")
+__all__ = ["__version__", *_SUBPACKAGES]
 
-__all__ = ["__version__", "nn", "ops"]
+
+def __getattr__(name):
+    if name in _SUBPACKAGES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 's2v' has no attribute {name!r}")
 
 
 def train(video, out, **options):

@@ -10,7 +10,6 @@ import argparse
 import sys
 
 from . import __version__
-from .ops.backend import BACKENDS, BackendUnavailableError
 
 
 def _demo(args) -> int:
@@ -88,7 +87,7 @@ def _doctor(args) -> int:
 
 def _add_runtime(p, precision: bool = True) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    p.add_argument("--backend", default="auto", choices=BACKENDS,
+    p.add_argument("--backend", default="auto", choices=_backends(),
                    help="kernels of the fused layers (default auto)")
     if precision:
         p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
@@ -110,7 +109,7 @@ def _add_train(sub) -> None:
     p.add_argument("--config", help="named configuration (default full)")
     p.add_argument("--seed", type=int)
     p.add_argument("--device")
-    p.add_argument("--backend", choices=BACKENDS)
+    p.add_argument("--backend", choices=_backends())
     p.add_argument("--precision", choices=("fp32", "bf16"))
     p.add_argument("--checkpoint-every", type=int, help="default 1000")
     p.add_argument("--validate-every", type=int, help="default: every checkpoint")
@@ -123,6 +122,11 @@ def _add_train(sub) -> None:
     p.add_argument("--force", action="store_true", help="start over in an existing --out")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(run=_train)
+
+
+def _backends():
+    from .ops.backend import BACKENDS  # imports torch: only once a command line is parsed
+    return BACKENDS
 
 
 class _OneLineParser(argparse.ArgumentParser):
@@ -149,7 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seconds", type=float, default=30.0, help="length of the clip")
     demo.add_argument("--seed", type=int, default=0)
     demo.add_argument("--device", default="cpu")
-    demo.add_argument("--backend", default="auto", choices=BACKENDS)
+    demo.add_argument("--backend", default="auto", choices=_backends())
     demo.add_argument("--no-progress", action="store_true")
     demo.set_defaults(run=_demo)
 
@@ -183,6 +187,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except KeyboardInterrupt:  # Ctrl-C while torch is still loading, before any work
+        if "--debug" in (sys.argv[1:] if argv is None else argv):
+            raise
+        print("s2v: interrupted", file=sys.stderr)
+        return 130
+
+
+def _main(argv) -> int:
+    from .ops.backend import BackendUnavailableError
+
     args = build_parser().parse_args(argv)
     try:
         return args.run(args)
