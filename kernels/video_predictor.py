@@ -408,7 +408,7 @@ def _conv_weight_grad(src, g, kernel, padding):
     with padding ``(ph, pw)`` such that the output is H×W. Returns ``[O, Cs, kh, kw]``.
 
     Why not conv2d_weight: its output is small (O × Cs·kh·kw) and its reduction long
-    (N·H·W), and off cuDNN (see _exact_convs) ATen runs it as one GEMM per image
+    (N·H·W), and off cuDNN (see _exact) ATen runs it as one GEMM per image
     with a handful of output tiles, i.e. a few CTAs on a 132-SM GPU. Here the
     reduction is split over images and bands of rows into one batched GEMM with
     enough independent products to fill the GPU, in float32 products and
