@@ -395,9 +395,11 @@ def _conv2d(x, w, bias, padding, exact):
     for n0 in chunks:
         n = min(N, n0 + chunks.step) - n0
         U = _im2col(xp[n0:n0 + n], (kh, kw), H, W)[:, 0]       # [n, C·taps, H·W]
-        torch.matmul(wm, U, out=out[n0:n0 + n])
-    if bias is not None:
-        out += bias.view(1, O, 1)
+        if bias is None:
+            torch.matmul(wm, U, out=out[n0:n0 + n])
+        else:  # the bias rides in the GEMM's epilogue, not a pass of its own
+            torch.baddbmm(bias.view(1, O, 1).expand(n, O, H * W), wm.expand(n, -1, -1), U,
+                          out=out[n0:n0 + n])
     return out.view(N, O, H, W)
 
 

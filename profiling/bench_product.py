@@ -25,6 +25,7 @@ from profiling import peaks as peaks_mod
 from profiling.common import (RESULTS_DIR, out_dir, positive_int, round_times, start_run,
                               write_results)
 from profiling.timing import resolve_reps, time_ms
+from s2v.devices import resolve_device
 
 TESTS = ["tests/test_product.py", "tests/models", "tests/nn"]
 
@@ -128,10 +129,10 @@ def main(argv=None) -> int:
             parser.error(f"--sizes: expected powers of two >= 16, got {S}")
     if args.frames < 2:
         parser.error(f"--frames: expected at least 2, got {args.frames}")
-    if args.device not in ("cpu", "cuda") and not args.device.startswith("cuda:"):
-        parser.error(f"--device: expected cpu or cuda, got {args.device!r}")
-    if args.device.startswith("cuda") and not torch.cuda.is_available():
-        parser.error("--device cuda: this torch sees no CUDA device")
+    try:
+        resolve_device(args.device)
+    except ValueError as exc:
+        parser.error(str(exc))
     on_gpu = args.device.startswith("cuda")
     sizes = args.sizes or ([64] if args.quick or not on_gpu else [64, 128])
     tests = start_run(args.threads, TESTS)

@@ -125,16 +125,11 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
                      vgg="vgg16.pt", i3d="i3d_torchscript.pt")
     """
     from .feature_metrics import compare, load_detectors
-    from .media import check_input_file
+    from .media import check_input_file, check_output_file
 
     resolve_device(device)  # before the metric networks load onto it
     if json_path:  # checked before minutes of work, not after
-        json_path = os.fspath(json_path)
-        folder = os.path.dirname(os.path.abspath(json_path))
-        if os.path.isdir(json_path):
-            raise IsADirectoryError(f"--json {json_path}: is a directory; give a file name")
-        if not os.path.isdir(folder):
-            raise FileNotFoundError(f"--json {json_path}: the folder {folder} does not exist")
+        json_path = check_output_file(json_path, "--json")
     detectors = load_detectors(inception=inception, vgg=vgg, i3d=i3d, device=device)
     g = load(checkpoint, device, backend)
     cfg = g.s2v_config["data"]

@@ -52,24 +52,17 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     real-time factor (seconds of output per second of compute)."""
     from tqdm import tqdm
 
-    from .media import MediaError, VideoWriter, check_input_file, iter_audio
+    from .media import MediaError, VideoWriter, check_input_file, check_output_file, iter_audio
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed: expected an integer, got {seed!r}")
     seed = int(seed)
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"--precision: expected fp32 or bf16, got {precision!r}")
-    audio, out = check_input_file(audio, "an audio or video file"), os.fspath(out)
-    if os.path.isdir(out):
-        raise IsADirectoryError(f"--out {out}: is a directory; give the name of the .mp4 "
-                                f"to write")
+    audio = check_input_file(audio, "an audio or video file")
+    out = check_output_file(out, "--out")
     if os.path.exists(out) and os.path.samefile(out, audio):
         raise ValueError(f"--out {out}: is the input sound file; write the video elsewhere")
-    out_dir = os.path.dirname(os.path.abspath(out))
-    if not os.path.isdir(out_dir):
-        raise FileNotFoundError(f"{out_dir}: the output folder does not exist")
-    if not os.access(out_dir, os.W_OK):
-        raise PermissionError(f"--out {out}: the folder {out_dir} is not writable")
     if os.path.splitext(out)[1].lower() not in (".mp4", ".m4v", ".mov"):
         warnings.warn(f"--out {out}: the file is written as MP4 (H.264 + AAC) whatever its "
                       f"extension", stacklevel=2)

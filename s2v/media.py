@@ -59,6 +59,21 @@ def check_input_file(path, what: str, flag: str = "") -> str:
     return path
 
 
+def check_output_file(path, flag: str) -> str:
+    """``path`` as a string if a file can be written there: not a directory, in an
+    existing, writable folder; else one-line IsADirectoryError, FileNotFoundError or
+    PermissionError naming ``flag``. Checked before any long work, not after."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{flag} {path}: is a directory; give a file name")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{flag} {path}: the folder {folder} is not writable")
+    return path
+
+
 def _ffmpeg_path(path: str) -> str:
     """``path`` as FFmpeg must see it to take it for a file: an absolute path, since
     a relative name with a colon (``take1:final.mp4``, ``10:30.mp4``) would be
@@ -480,8 +495,11 @@ class VideoWriter:
         try:
             self._container.mux(packet)
         except av.error.FFmpegError as exc:
-            raise OSError(getattr(exc, "errno", None) or 5,
-                          f"{self.path}: cannot write the video ({_reason(exc)})") from None
+            raise self._write_error(exc, "write") from None
+
+    def _write_error(self, exc, doing: str) -> OSError:
+        return OSError(getattr(exc, "errno", None) or 5,
+                       f"{self.path}: cannot {doing} the video ({_reason(exc)})")
 
     def close(self) -> None:
         """Trim or extend the video to the audio's duration and finish the file."""
@@ -506,8 +524,7 @@ class VideoWriter:
         try:
             self._container.close()
         except av.error.FFmpegError as exc:
-            raise OSError(getattr(exc, "errno", None) or 5,
-                          f"{self.path}: cannot finish the video ({_reason(exc)})") from None
+            raise self._write_error(exc, "finish") from None
         self._closed = True
 
     def abort(self) -> None:

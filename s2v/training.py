@@ -68,7 +68,8 @@ class TrainOptions:
     progress: bool = True
 
     def validate(self) -> None:
-        for name in ("size", "frames", "steps", "batch", "checkpoint_every"):
+        for name in ("size", "frames", "steps", "batch", "checkpoint_every", "channels_base",
+                     "max_channels", "bands"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
@@ -87,11 +88,6 @@ class TrainOptions:
         if self.features not in AUDIO_FEATURE_KINDS:
             raise ValueError(f"--features: expected one of {', '.join(AUDIO_FEATURE_KINDS)}, got "
                              f"{self.features!r}")
-        for name in ("channels_base", "max_channels", "bands"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
-                                 f"got {value!r}")
         stages = int(math.log2(self.size)) - 2
         if self.channels_base < 2 ** stages:
             raise ValueError(f"--channels-base: {self.channels_base} is too small for --size "
@@ -134,12 +130,8 @@ def _plain(name: str, value):
         return value
     if isinstance(value, torch.device):
         return str(value)
-    if name == "crop" and value is not None and not isinstance(value, (str, bytes)):
-        try:
-            return tuple(int(v) if isinstance(v, numbers.Integral) and not isinstance(v, bool)
-                         else v for v in value)
-        except TypeError:
-            return value
+    if name == "crop" and isinstance(value, (list, tuple, np.ndarray)):
+        return tuple(_plain("", v) for v in value)
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         return int(value)
     if isinstance(value, numbers.Real) and not isinstance(value, bool):
@@ -327,8 +319,7 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
         stored = dict(state_ckpt["config"]["train"])
         changeable = ("steps", "minutes", "progress", "samples")
         for key, value in options.items():
-            old = _plain(key, tuple(stored[key]) if isinstance(stored.get(key), list)
-                         else stored.get(key))
+            old = _plain(key, stored.get(key))
             if key not in changeable and value != old:
                 raise ValueError(f"--{key.replace('_', '-')} {value} differs from the run's "
                                  f"{old}; a resumed run keeps its options (only --steps, "

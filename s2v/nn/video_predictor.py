@@ -6,6 +6,7 @@ from torch import nn
 
 from ..ops._validation import check_odd_kernel, check_positive_int
 from ..ops.video_predictor import CELL_ORIENTATIONS, video_predictor, video_predictor_backends
+from ._backend import backend_property
 from ._init import normal_
 from .dirconv_gru import DirConvGRU
 
@@ -34,7 +35,6 @@ class VideoPredictor(nn.Module):
         if not isinstance(directional, bool):
             raise TypeError(f"directional: expected True or False, got {directional!r}")
         self.directional = directional
-        self._backend = video_predictor_backends.check(backend)
         if self.directional:
             self.cells = nn.ModuleList(
                 DirConvGRU(channels, channels, kernel_size, o) for o in CELL_ORIENTATIONS)
@@ -47,15 +47,11 @@ class VideoPredictor(nn.Module):
         self.backend = backend  # the cells show the layer's backend (they only hold weights)
         self.reset_parameters()
 
-    @property
-    def backend(self) -> str:
-        return self._backend
+    def _show_backend(self, backend: str) -> None:
+        for cell in self.cells:
+            cell.backend = backend
 
-    @backend.setter
-    def backend(self, value: str) -> None:
-        self._backend = video_predictor_backends.check(value)
-        for cell in getattr(self, "cells", ()):
-            cell.backend = self._backend
+    backend = backend_property(video_predictor_backends, _show_backend)
 
     def reset_parameters(self) -> None:
         for cell in self.cells:
