@@ -44,6 +44,8 @@
 // 5.2 -> 2.9 ms.
 #include "dilated_gru/dilated_gru.h"
 #include "dilated_gru/dilated_gru_cell.h"
+// The matrix-vector products and cell loops are most of the scan's time.
+#include "cpu_clones.h"
 
 #include <string.h>
 
@@ -64,14 +66,6 @@ namespace s2v {
 namespace dgru {
 namespace {
 
-// Hot loops are compiled for AVX-512, AVX2+FMA and baseline x86-64 and picked
-// at load time: the extension is built without -march (it must run on any
-// x86-64), and the matrix-vector products are most of the scan's time.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define S2V_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define S2V_CLONES
-#endif
 
 // bfloat16 <-> float, bit-compatible with at::BFloat16 (round to nearest even,
 // NaN kept quiet), so that this file needs no torch header.

@@ -36,6 +36,7 @@
 // call: measured at 10-15 % of the forward); NaN-filled under S2V_POISON_EMPTY=1.
 #include "buffer_pool.h"
 #include "poison.h"
+#include "cpu_clones.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -47,6 +48,101 @@
 namespace s2v {
 namespace video_predictor {
 namespace {
+
+// The per-pixel loops of a step and of the reverse scan, on pixel rows
+// [n0, n1), each channel row `ch` wide. Free functions with restrict pointers
+// and per-ISA clones (cpu_clones.h): as lambdas inside the templated engine
+// they compiled to scalar SSE2 code, and the scan's first loop alone was ~4 %
+// of the forward+backward.
+#define S2V_VP_POINTWISE(F)                                                                  \
+  /* q = r ⊙ h_prev into the flow buffer's q columns (row stride ld) and q_out. */           \
+  S2V_CLONES void reset_products(int64_t n0, int64_t n1, int64_t ch, int64_t ld,             \
+                                 const F* __restrict__ ru, const F* __restrict__ hp,         \
+                                 F* __restrict__ qbuf, F* __restrict__ q_out) {              \
+    for (int64_t n = n0; n < n1; ++n) {                                                      \
+      const F* __restrict__ r = ru + n * 2 * ch;                                             \
+      const F* __restrict__ h = hp + n * ch;                                                 \
+      F* __restrict__ qq = qbuf + n * ld;                                                    \
+      _Pragma("omp simd") for (int64_t c = 0; c < ch; ++c) qq[c] = r[c] * h[c];              \
+      if (q_out != nullptr) std::memcpy(q_out + n * ch, qq, ch * sizeof(F));                 \
+    }                                                                                        \
+  }                                                                                          \
+  /* c = 2σ(2a) - 1 in place (cand holds σ(2a)); h_new = h + u (c - h) if h_new. */          \
+  S2V_CLONES void candidate_update(int64_t n0, int64_t n1, int64_t ch,                       \
+                                   const F* __restrict__ ru, const F* __restrict__ hp,       \
+                                   F* __restrict__ cand, F* __restrict__ h_new) {            \
+    for (int64_t n = n0; n < n1; ++n) {                                                      \
+      const F* __restrict__ u = ru + n * 2 * ch + ch;                                        \
+      const F* __restrict__ h = hp + n * ch;                                                 \
+      F* __restrict__ cc = cand + n * ch;                                                    \
+      _Pragma("omp simd") for (int64_t c = 0; c < ch; ++c) cc[c] = 2 * cc[c] - 1;            \
+      if (h_new == nullptr) continue;                                                        \
+      F* __restrict__ hn = h_new + n * ch;                                                   \
+      _Pragma("omp simd") for (int64_t c = 0; c < ch; ++c) hn[c] = h[c] + u[c] * (cc[c] - h[c]); \
+    }                                                                                        \
+  }                                                                                          \
+  /* Reverse scan, before the candidate's transposed conv: with gh = carry + dho the    */   \
+  /* gradient reaching h_t, the candidate's and the update gate's pre-activation         */   \
+  /* gradients (DA columns 2ch.., ch.., row stride 3ch) and ac = gh (1 - u). The         */   \
+  /* candidate comes from `cand`, or (cand null) is recovered from h_t = h + u (c - h),  */   \
+  /* clamped to tanh's range; u (c - h) = h_t - h either way.                            */   \
+  S2V_CLONES void scan_update_grads(int64_t n0, int64_t n1, int64_t ch,                      \
+                                    const F* __restrict__ ru, const F* __restrict__ hp,      \
+                                    const F* __restrict__ hnext, const F* __restrict__ cand, \
+                                    const F* __restrict__ carry, const F* __restrict__ dho,  \
+                                    F* __restrict__ DA, F* __restrict__ ac) {                \
+    for (int64_t n = n0; n < n1; ++n) {                                                      \
+      const F* __restrict__ u = ru + n * 2 * ch + ch;                                        \
+      const F* __restrict__ h = hp + n * ch;                                                 \
+      const F* __restrict__ cr = carry + n * ch;                                             \
+      const F* __restrict__ dh = dho + n * ch;                                               \
+      F* __restrict__ du = DA + n * 3 * ch + ch;                                             \
+      F* __restrict__ dc = DA + n * 3 * ch + 2 * ch;                                         \
+      F* __restrict__ a = ac + n * ch;                                                       \
+      if (cand == nullptr) {                                                                 \
+        const F* __restrict__ hn = hnext + n * ch;                                           \
+        _Pragma("omp simd") for (int64_t c = 0; c < ch; ++c) {                               \
+          const F gh = cr[c] + dh[c], uc = u[c], cmhu = hn[c] - h[c];                        \
+          const F v = h[c] + cmhu / (uc > 0 ? uc : F(1));                                    \
+          F cc = F(-1) < v ? v : F(-1);                                                      \
+          cc = cc < F(1) ? cc : F(1);                                                        \
+          cc = uc > 0 ? cc : F(0);                                                           \
+          dc[c] = gh * uc * (1 - cc * cc);                                                   \
+          du[c] = gh * cmhu * (1 - uc);                                                      \
+          a[c] = gh * (1 - uc);                                                              \
+        }                                                                                    \
+      } else {                                                                               \
+        const F* __restrict__ cd = cand + n * ch;                                            \
+        _Pragma("omp simd") for (int64_t c = 0; c < ch; ++c) {                               \
+          const F gh = cr[c] + dh[c], uc = u[c], cc = cd[c];                                 \
+          dc[c] = gh * uc * (1 - cc * cc);                                                   \
+          du[c] = gh * ((cc - h[c]) * uc) * (1 - uc);                                        \
+          a[c] = gh * (1 - uc);                                                              \
+        }                                                                                    \
+      }                                                                                      \
+    }                                                                                        \
+  }                                                                                          \
+  /* Reverse scan, after it: the reset gate's pre-activation gradient (DA columns 0..)  */   \
+  /* from dq = d(r ⊙ h), and ac += dq ⊙ r. */                                                \
+  S2V_CLONES void scan_reset_grads(int64_t n0, int64_t n1, int64_t ch,                       \
+                                   const F* __restrict__ ru, const F* __restrict__ hp,       \
+                                   const F* __restrict__ dq, F* __restrict__ DA,             \
+                                   F* __restrict__ ac) {                                     \
+    for (int64_t n = n0; n < n1; ++n) {                                                      \
+      const F* __restrict__ r = ru + n * 2 * ch;                                             \
+      const F* __restrict__ h = hp + n * ch;                                                 \
+      const F* __restrict__ d = dq + n * ch;                                                 \
+      F* __restrict__ dr = DA + n * 3 * ch;                                                  \
+      F* __restrict__ a = ac + n * ch;                                                       \
+      _Pragma("omp simd") for (int64_t c = 0; c < ch; ++c) {                                 \
+        dr[c] = d[c] * h[c] * r[c] * (1 - r[c]);                                             \
+        a[c] += d[c] * r[c];                                                                 \
+      }                                                                                      \
+    }                                                                                        \
+  }
+S2V_VP_POINTWISE(float)
+S2V_VP_POINTWISE(double)
+#undef S2V_VP_POINTWISE
 
 // Budget of one im2col block: small enough to stay in the last-level cache
 // between the gather and the GEMM that reads it.
@@ -366,28 +462,14 @@ struct Engine {
     tap_conv(g, bp, ld, Ctot, false, m.fwd_ru, true, ru, false);
     ru.sigmoid_();
     at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
-      for (int64_t n = a; n < b; ++n) {
-        const T* r = gates + n * 2 * ch;
-        const T* h = hp + n * ch;
-        T* qq = bp + n * ld + ch + c_in;
-        for (int64_t c = 0; c < ch; ++c) qq[c] = r[c] * h[c];
-        if (q != nullptr) std::memcpy(q + n * ch, qq, ch * sizeof(T));
-      }
+      reset_products(a, b, ch, ld, gates, hp, bp + ch + c_in, q);
     });
     if (cand_p == nullptr) return;
     at::Tensor cand = wrap(cand_p, {N, Ch});
     tap_conv(g, bp + Ch, ld, Ctot, false, m.fwd_o, true, cand, false);
     cand.sigmoid_();
     at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
-      for (int64_t n = a; n < b; ++n) {
-        const T* u = gates + n * 2 * ch + ch;
-        T* cc = cand_p + n * ch;
-        const T* h = hp + n * ch;
-        for (int64_t c = 0; c < ch; ++c) cc[c] = 2 * cc[c] - 1;
-        if (h_new == nullptr) continue;
-        T* hn = h_new + n * ch;
-        for (int64_t c = 0; c < ch; ++c) hn[c] = h[c] + u[c] * (cc[c] - h[c]);
-      }
+      candidate_update(a, b, ch, gates, hp, cand_p, h_new);
     });
   }
 };
@@ -600,48 +682,18 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
         T* DA = DAbuf[tl][f].data_ptr<T>() + e.M * 3 * Ch;
         const T* hp = hstate(f, t);
         const T* hnext = hstate(f, t + 1);
-        const bool recover = !p.recompute_candidate;
         const T* dho = DHObuf[tl][f].data_ptr<T>();
-        T* cr = carry[f].data_ptr<T>();
+        const T* cr = carry[f].data_ptr<T>();
         T* ac = acc.data_ptr<T>();
         const int64_t ch = Ch;
         at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
-          for (int64_t n = a; n < b; ++n) {
-            const T* gg = G + n * 2 * ch;
-            const T* h = hp + n * ch;
-            T* da = DA + n * 3 * ch;
-            for (int64_t c = 0; c < ch; ++c) {
-              const T gh = cr[n * ch + c] + dho[n * ch + c];
-              const T u = gg[ch + c];
-              T cc, c_minus_h_times_u;
-              if (recover) {
-                c_minus_h_times_u = hnext[n * ch + c] - h[c];
-                cc = u > 0 ? std::min<T>(T(1), std::max<T>(T(-1), h[c] + c_minus_h_times_u / u))
-                           : T(0);
-              } else {
-                cc = Cc[n * ch + c];
-                c_minus_h_times_u = (cc - h[c]) * u;
-              }
-              da[2 * ch + c] = gh * u * (1 - cc * cc);
-              da[ch + c] = gh * c_minus_h_times_u * (1 - u);
-              ac[n * ch + c] = gh * (1 - u);
-            }
-          }
+          scan_update_grads(a, b, ch, G, hp, hnext, Cc, cr, dho, DA, ac);
         });
         at::Tensor dq_t = dq;
         e.tap_conv(fg, DA + 2 * Ch, 3 * Ch, Ch, true, m.t_o_h, false, dq_t, false);
         const T* dqp = dq.data_ptr<T>();
         at::parallel_for(0, N, 256, [&](int64_t a, int64_t b) {
-          for (int64_t n = a; n < b; ++n) {
-            const T* gg = G + n * 2 * ch;
-            const T* h = hp + n * ch;
-            T* da = DA + n * 3 * ch;
-            for (int64_t c = 0; c < ch; ++c) {
-              const T r = gg[c], d = dqp[n * ch + c];
-              da[c] = d * h[c] * r * (1 - r);
-              ac[n * ch + c] += d * r;
-            }
-          }
+          scan_reset_grads(a, b, ch, G, hp, dqp, DA, ac);
         });
         e.tap_conv(fg, DA, 3 * Ch, 2 * Ch, true, m.t_ru_h, false, acc, true);
         carry[f].copy_(acc);

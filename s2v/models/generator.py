@@ -11,7 +11,8 @@ from ..nn import DilatedResidualGRU, VideoPredictor
 from ..ops._validation import check_float_tensor, check_positive_int, check_shape
 from ..ops.backend import check_backend_name
 from ._init import init_weights
-from .blocks import LRELU_SLOPE, NoiseInjection, PlainBlock, ResidualBlock, all_stage_channels
+from .blocks import (LRELU_SLOPE, NoiseInjection, PlainBlock, ResidualBlock,
+                     all_stage_channels, upsample_nearest_2x)
 
 SOUND_ROUTES = ("rnn", "gen", "rnngen")
 VID_PRED = ("none", "basic", "dir")
@@ -169,12 +170,11 @@ class Generator(nn.Module):
         x = F.leaky_relu(x, LRELU_SLOPE)
         rgb = None
         for l, block in enumerate(self.blocks):
-            x = F.interpolate(x, scale_factor=2.0, mode="nearest")
+            x = upsample_nearest_2x(x)
             x = block(x, feats if self.cond_gen else None)
             if self.architecture == "skip":
                 stage_rgb = torch.tanh(self.to_rgb[l](x))
-                rgb = stage_rgb if rgb is None else stage_rgb + F.interpolate(
-                    rgb, scale_factor=2.0, mode="nearest")
+                rgb = stage_rgb if rgb is None else stage_rgb + upsample_nearest_2x(rgb)
         if self.vp is not None:
             frames = x.view(B, T, *x.shape[1:])
             frames, vp_state = self.vp(frames, vp_state, hallucinated=frames)

@@ -184,6 +184,7 @@ def _fwd_setup_context(ctx, inputs, output):
     ctx.has_state = has_state
     ctx.feedback = feedback_weight is not None
     ctx.mark_non_differentiable(hist)
+    ctx.set_materialize_grads(False)  # unused outputs' gradients arrive as None, not zeros
     saved = [x, y, hist, weight_ih, weight_hh, bias_ih, bias_hh]
     if ctx.feedback:
         saved += [feedback_weight, feedback_bias]

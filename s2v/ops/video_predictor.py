@@ -212,6 +212,10 @@ def _(dy, dh_seq, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, ble
 def _vp_setup_context(ctx, inputs, output):
     ctx.save_for_backward(*inputs[:-1], output[1], output[2])
     ctx.mark_non_differentiable(output[2])
+    # Outputs that received no gradient arrive as None instead of zero tensors: the
+    # saved gates and h_seq would otherwise cost a zero fill of their whole size
+    # (~170 MB at C 32, 64², T 16) and h_seq's a strided add in the kernel, every step.
+    ctx.set_materialize_grads(False)
 
 
 def _vp_backward(ctx, dy, dh_seq, _dsaved):

@@ -135,6 +135,25 @@ def test_state_carried_across_two_calls():
         assert rel_err(a, ref) < FP32_TOL
 
 
+@pytest.mark.parametrize("reaches", ["output", "states"])
+def test_gradient_from_the_output_alone_or_the_states_alone(reaches):
+    """Outputs that get no gradient reach the backward as None (not materialised
+    zeros): the kernel must treat a missing dy or state gradient as zero."""
+    C, H, W, k = 4, 7, 6, 3
+    weights, biases, blend_w, blend_b = make_layer(C, k, True)
+    x = torch.randn(2, 3, C, H, W)
+    results = {}
+    for backend in ("eager", "cpu"):
+        x_, *params = leaves(x, *weights, *biases, blend_w, blend_b)
+        w_, b_, (bw, bb) = params[:3], params[3:6], params[6:]
+        y, s = video_predictor(x_, None, None, w_, b_, bw, bb, backend=backend)
+        loss = (y * y.flip(-2)).sum() if reaches == "output" else s[1].sum() + s[4].square().sum()
+        grads = torch.autograd.grad(loss, [x_, *params], allow_unused=True)
+        results[backend] = [torch.zeros(()) if g is None else g for g in grads]
+    for a, ref in zip(results["cpu"], results["eager"]):
+        assert rel_err(a, ref) < FP32_TOL
+
+
 @pytest.mark.parametrize("directional", [True, False], ids=["dir", "basic"])
 def test_bfloat16_within_2e2_of_float32_eager(directional):
     C, H, W, k, T, B = 6, 10, 9, 3, 3, 2
