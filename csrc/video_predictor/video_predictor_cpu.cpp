@@ -378,6 +378,10 @@ struct Engine {
   std::vector<int64_t> ring;
   bool ring_all;
   at::Tensor ring_rows;  // ring as an index tensor
+  // The shifted GEMMs run on pixels [g0, g0 + gn) only: from the first pixel
+  // outside the ring to the last. The rows before and after are all ring rows,
+  // recomputed anyway (3 % of the rows at 64², B 1; 6 % at 32²).
+  int64_t g0 = 0, gn = 0;
   // Per flow: [M + N + M, Ch + C + Ch] holding (h, x, q) of the current step,
   // so that [h, x] and [x, q] are each one column range, i.e. one GEMM operand.
   std::vector<at::Tensor> buf;
@@ -398,6 +402,16 @@ struct Engine {
           if (y < S || y >= p.H - S || x < S || x >= p.W - S)
             ring.push_back((b * p.H + y) * p.W + x);
     ring_all = static_cast<int64_t>(ring.size()) == N;
+    if (!ring_all) {
+      // ring is sorted: the first gap is the first interior pixel, and the
+      // last interior pixel is the one before the ring's trailing run.
+      int64_t lo = 0;
+      while (lo < static_cast<int64_t>(ring.size()) && ring[lo] == lo) ++lo;
+      int64_t hi = N, j = static_cast<int64_t>(ring.size()) - 1;
+      while (j >= 0 && ring[j] == hi - 1) --hi, --j;
+      g0 = lo;
+      gn = hi - lo;
+    }
     ring_rows = at::tensor(ring, at::kLong);
     for (int f = 0; f < F; ++f) buf.push_back(at::zeros({N + 2 * M, 2 * Ch + C}, opt));
     for (const FlowGeom& g : flows) {
@@ -444,15 +458,17 @@ struct Engine {
       const int sign = transposed ? -1 : 1;
       for (int64_t i = 0; i < ntaps; ++i) {
         const int64_t off = sign * (g.taps[i].dy * p.W + g.taps[i].dx);
-        const at::Tensor a = at::from_blob(const_cast<T*>(base + off * ld), {N, kc}, {ld, 1}, opt);
+        const at::Tensor a =
+            at::from_blob(const_cast<T*>(base + (g0 + off) * ld), {gn, kc}, {ld, 1}, opt);
         const at::Tensor wi = wmat.narrow(0, i * kc, kc);
+        at::Tensor rows = out.narrow(0, g0, gn);
         if (i == 0 && !accumulate) {
           if (bias)
-            at::addmm_out(out, wmat[K - 1], a, wi);
+            at::addmm_out(rows, wmat[K - 1], a, wi);
           else
-            at::mm_out(out, a, wi);
+            at::mm_out(rows, a, wi);
         } else {
-          out.addmm_(a, wi);
+          rows.addmm_(a, wi);
         }
       }
     }
@@ -781,11 +797,12 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
         if (!e.ring_all) {
           for (int64_t i = 0; i < m.ntaps; ++i) {
             const int64_t off = fg.taps[i].dy * W + fg.taps[i].dx;
-            const at::Tensor a = at::from_blob(bp + off * L, {N, L}, {L, 1}, e.opt);
-            dru.narrow(0, i * Ctot, Ctot).addmm_(a.narrow(1, 0, Ctot).t(),
-                                                  DA.narrow(1, 0, 2 * Ch));
+            // Only the interior span: the ring rows of DA are zero here.
+            const at::Tensor a = at::from_blob(bp + (e.g0 + off) * L, {e.gn, L}, {L, 1}, e.opt);
+            const at::Tensor da = DA.narrow(0, e.g0, e.gn);
+            dru.narrow(0, i * Ctot, Ctot).addmm_(a.narrow(1, 0, Ctot).t(), da.narrow(1, 0, 2 * Ch));
             dox.narrow(0, i * Ctot, Ctot).addmm_(a.narrow(1, Ch, Ctot).t(),
-                                                  DA.narrow(1, 2 * Ch, Ch));
+                                                  da.narrow(1, 2 * Ch, Ch));
           }
         }
         if (R) {
