@@ -168,6 +168,20 @@ namespace {
       }                                                                                      \
       o[C] = s * a * (1 - a);                                                                \
     }                                                                                        \
+  }                                                                                          \
+  /* Blend forward on one frame: g holds C + 1 channel planes of HW pixels (the        */    \
+  /* pre-activations, then the mask's); y = xh a + g (1 - a), a = σ(mask), into a. */        \
+  S2V_CLONES void blend_output(int64_t HW, int64_t C, const F* __restrict__ g,               \
+                               const F* __restrict__ xh, F* __restrict__ y,                  \
+                               F* __restrict__ a) {                                          \
+    for (int64_t q = 0; q < HW; ++q) a[q] = F(1) / (F(1) + std::exp(-g[C * HW + q]));        \
+    for (int64_t c = 0; c < C; ++c) {                                                        \
+      const F* __restrict__ gc = g + c * HW;                                                 \
+      const F* __restrict__ xc = xh + c * HW;                                                \
+      F* __restrict__ yc = y + c * HW;                                                       \
+      _Pragma("omp simd") for (int64_t q = 0; q < HW; ++q)                                   \
+          yc[q] = xc[q] * a[q] + gc[q] * (1 - a[q]);                                         \
+    }                                                                                        \
   }
 S2V_VP_POINTWISE(float)
 S2V_VP_POINTWISE(double)
@@ -588,10 +602,22 @@ void forward_cpu(const Problem& p, const T* x, const T* xh, const T* h0, const W
     for (int f = 0; f < F; ++f)
       agg.addmm_(states.select(0, f).reshape({T_ * N, Ch}), bw.narrow(1, f * Ch, Ch).t());
   }
-  const at::Tensor agg_v = agg.view({T_, p.B, p.H, p.W, C + 1}).permute({1, 0, 4, 2, 3});
-  const at::Tensor a = agg_v.narrow(2, C, 1).sigmoid();
-  const at::Tensor xhv = wrap(xh, {p.B, T_, C, p.H, p.W});
-  wrap(y, {p.B, T_, C, p.H, p.W}).copy_(xhv * a + agg_v.narrow(2, 0, C) * (1 - a));
+  // agg's rows are (t, b, pixel): one tiled transpose to channel planes, then
+  // y = xh a + agg (1 - a) in one pass (ATen on the permuted view took ~5
+  // passes over strided memory).
+  at::Tensor planes = pooled_empty({T_ * B, C + 1, HW}, e.opt);
+  const T* ag = agg.data_ptr<T>();
+  T* pl = planes.data_ptr<T>();
+  transpose_planes<T>(
+      T_ * B, HW, C + 1, [&](int64_t i) { return ag + i * HW * (C + 1); },
+      [&](int64_t i) { return pl + i * (C + 1) * HW; });
+  at::parallel_for(0, T_ * B, 1, [&](int64_t lo, int64_t hi) {
+    std::vector<T> mask(HW);
+    for (int64_t i = lo; i < hi; ++i) {
+      const int64_t t = i / B, b = i % B, o = (b * T_ + t) * C * HW;
+      blend_output(HW, C, pl + i * (C + 1) * HW, xh + o, y + o, mask.data());
+    }
+  });
 }
 
 template <typename T>
