@@ -767,7 +767,8 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
                p.recompute_candidate ? Cbuf[tl][f].data_ptr<T>() : nullptr,
                Qbuf[tl][f].data_ptr<T>(), nullptr);
 
-    // Reverse-time scan: only the hidden halves' transposed convs are sequential.
+    // Reverse-time scan: the two transposed gate convolutions of every step, each
+    // tap one GEMM yielding the state's and the input's gradient together.
     for (int64_t tl = nt - 1; tl >= 0; --tl) {
       const int64_t t = t0 + tl;
       dx_step.zero_();
@@ -797,8 +798,8 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
       dx_cl[t].copy_(dx_step);
     }
 
-    // Weight gradients of the whole chunk: per tap, one GEMM over all
-    // pixels of the shifted (h, x) / (x, q) operand against the gate gradients
+    // Weight gradients of the whole chunk: per tap, one GEMM over the interior
+    // span of the shifted (h, x) / (x, q) operand against the gate gradients
     // with the ring pixels' rows zeroed; the ring's exact contribution is then
     // added from a gather, as in Engine::tap_conv.
     const int64_t R = static_cast<int64_t>(e.ring.size()), L = 2 * Ch + C;

@@ -66,6 +66,8 @@ CASES = [
     pytest.param("dir", 32, 13, 11, 5, 1, 3, id="dir-c32-13x11-k5-t1-b3"),
     pytest.param("basic", 5, 13, 11, 5, 4, 1, id="basic-c5-13x11-k5-t4-b1"),
     pytest.param("basic", 32, 16, 16, 3, 1, 3, id="basic-c32-16x16-k3-t1-b3"),
+    # every pixel within k/2 of an edge: no shifted GEMMs, the gather path only
+    pytest.param("dir", 5, 4, 3, 5, 2, 2, id="dir-c5-4x3-k5-t2-b2"),
 ]
 
 
