@@ -66,7 +66,6 @@ namespace s2v {
 namespace dgru {
 namespace {
 
-
 // bfloat16 <-> float, bit-compatible with at::BFloat16 (round to nearest even,
 // NaN kept quiet), so that this file needs no torch header.
 inline float bf16_to_float(uint16_t b) {

@@ -214,7 +214,7 @@ def _vp_setup_context(ctx, inputs, output):
     ctx.mark_non_differentiable(output[2])
     # Outputs that received no gradient arrive as None instead of zero tensors: the
     # saved gates and h_seq would otherwise cost a zero fill of their whole size
-    # (~170 MB at C 32, 64², T 16) and h_seq's a strided add in the kernel, every step.
+    # (~170 MB at C 32, 64², T 16) and h_seq's a strided add in the kernel, every backward.
     ctx.set_materialize_grads(False)
 
 
