@@ -50,8 +50,15 @@ class ClipOptions:
     def validate(self) -> None:
         if not (finite_number(self.fps) and self.fps > 0):
             raise ValueError(f"fps: expected a positive frame rate, got {self.fps!r}")
+        if self.fps > MAX_FPS:
+            raise ValueError(f"fps: at most {MAX_FPS} frames per second, got {self.fps:g}")
         if self.size < 1:
             raise ValueError(f"size: expected a positive frame size, got {self.size}")
+
+
+# Above this the sound's hop between frames falls under 64 samples (at 64 kHz):
+# no clip is filmed that fast, and a typo (--fps 1e6) would ask for terabytes.
+MAX_FPS = 1000
 
 
 @dataclass
@@ -103,6 +110,23 @@ def min_frames(seq_len: int) -> int:
     return n
 
 
+def _check_decoded_size(path, duration, options: ClipOptions) -> None:
+    """Refuse a clip whose decoded frames would not fit in half the machine's memory
+    (a long clip at a high --fps or --size), before decoding any of it."""
+    if not duration:
+        return
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return
+    frames = int(duration * options.fps)
+    need = frames * (3 * options.size * options.size + 4 * options.bands)
+    if need > memory / 2:
+        raise MediaError(f"{path}: {duration:.1f} s at {options.fps:g} fps is {frames:,} frames, "
+                         f"{need / 2**30:.1f} GiB decoded at {options.size} px: more than half "
+                         f"of this machine's memory; lower --fps or --size, or cut the clip")
+
+
 def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
     """Decode frames and features of ``path`` (no cache)."""
     from .media import MediaError, iter_frames, read_clip_audio, video_info
@@ -111,6 +135,7 @@ def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
     info = video_info(path)
     if not info.has_audio:
         raise MediaError(f"{path}: has no audio stream; training needs the clip's sound")
+    _check_decoded_size(path, info.duration, options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         # Sound sample 0 at the instant of video frame 0: the streams of a file may

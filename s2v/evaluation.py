@@ -85,7 +85,7 @@ def reanimate_holdout(g, clip, seq_len: int, device=None, warmup: int | None = N
 
 def write_sample(path: str, fake: torch.Tensor, clip) -> None:
     """An mp4 of generated validation frames with the clip's own sound for that span."""
-    from .media import VideoWriter, read_clip_audio
+    from .media import VideoWriter, partial_path, read_clip_audio
 
     rate = 64000
     wave = read_clip_audio(clip.source, rate)
@@ -94,11 +94,15 @@ def write_sample(path: str, fake: torch.Tensor, clip) -> None:
     last = round((clip.split + fake.shape[0]) / fps * rate)
     frames = (to_unit(fake).clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1)
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp = path + ".part.mp4"
-    with VideoWriter(tmp, fps, tuple(frames.shape[1:3]), rate) as w:
-        w.write_audio(wave[first:last])
-        w.write_frames(frames.numpy())
-    os.replace(tmp, path)
+    tmp = partial_path(path)
+    try:
+        with VideoWriter(tmp, fps, tuple(frames.shape[1:3]), rate) as w:
+            w.write_audio(wave[first:last])
+            w.write_frames(frames.numpy())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
 
 
 def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",

@@ -52,7 +52,8 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     real-time factor (seconds of output per second of compute)."""
     from tqdm import tqdm
 
-    from .media import MediaError, VideoWriter, check_input_file, check_output_file, iter_audio
+    from .media import (MediaError, VideoWriter, check_input_file, check_output_file,
+                        iter_audio, partial_path)
 
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed: expected an integer, got {seed!r}")
@@ -73,7 +74,7 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     noise = torch.Generator().manual_seed(seed)
     dev = torch.device(device)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-    tmp = out + ".part.mp4"
+    tmp = partial_path(out)
     state, pending, frames, samples = None, [], 0, 0
     peak = 0.0  # loudest sample: all-zero sound drives no motion
     start = time.perf_counter()
@@ -109,9 +110,12 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
             for first in range(0, rows.shape[0], T):
                 run(rows[first:first + T])
                 bar.update(min(T, rows.shape[0] - first))
-            if frames == 0:
+            # (the video lasts as long as the sound: under half a frame period
+            # of sound is no frame, whatever the model produced)
+            if frames == 0 or round(samples / SAMPLE_RATE * fps) < 1:
                 raise MediaError(f"{audio}: too short to drive even one frame "
-                                 f"({samples / SAMPLE_RATE:.3f} s)")
+                                 f"({samples / SAMPLE_RATE:.3f} s of sound; one frame at "
+                                 f"{fps:g} fps needs {0.5 / fps:.3f} s)")
             if peak == 0.0:
                 warnings.warn(f"{audio}: the sound is silent throughout; the video will "
                               f"hardly move", stacklevel=2)

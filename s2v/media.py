@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 import os
+import uuid
 import warnings
 from dataclasses import dataclass
 from fractions import Fraction
@@ -62,16 +63,33 @@ def check_input_file(path, what: str, flag: str = "") -> str:
 def check_output_file(path, flag: str) -> str:
     """``path`` as a string if a file can be written there: not a directory, in an
     existing, writable folder; else one-line IsADirectoryError, FileNotFoundError or
-    PermissionError naming ``flag``. Checked before any long work, not after."""
+    PermissionError naming ``flag``. Checked before any long work, not after.
+
+    Outputs are written to a temporary file and renamed over ``path``: a symbolic
+    link is followed (the file it points to is replaced, the link stays), and an
+    existing device, pipe or socket is refused, since a rename would replace it.
+    """
     path = os.fspath(path)
+    if os.path.islink(path):
+        path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if os.path.isdir(path):
         raise IsADirectoryError(f"{flag} {path}: is a directory; give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise ValueError(f"{flag} {path}: is not a regular file (a device, pipe or socket); "
+                         f"give a file name")
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"{flag} {path}: the folder {folder} is not writable")
     return path
+
+
+def partial_path(path: str) -> str:
+    """A fresh name beside ``path`` for writing it before the final rename: hidden,
+    unique (a user's own ``OUT.part.mp4`` is never touched), ending in ``.mp4``."""
+    folder, name = os.path.split(os.path.abspath(path))
+    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part.mp4")
 
 
 def _ffmpeg_path(path: str) -> str:

@@ -339,8 +339,7 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
                 raise FileNotFoundError(f"{trained_on}: the run's clip is gone (moved or "
                                         f"deleted); pass its new path as VIDEO to resume")
             video = trained_on
-        else:
-            _check_same_clip(video, trained_on)
+        _check_same_clip(video, trained_on, state_ckpt["config"]["data"].get("digest"))
     else:
         opts = TrainOptions(**options)
     opts.validate()
@@ -349,10 +348,19 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     return run.run()
 
 
-def _check_same_clip(video, trained_on: str) -> None:
+def _check_same_clip(video, trained_on: str, digest: str | None = None) -> None:
     """A resumed run goes on with its own clip: refuse another one. The same bytes at
-    another path pass, and so does any file when the original is gone (moved)."""
+    another path pass. With the clip's recorded SHA-256 (runs since it was recorded),
+    the bytes decide: a file edited in place or another file at a new path is refused;
+    older runs only compare with the original while it exists."""
     video = os.fspath(video)
+    if digest is not None:
+        if os.path.isfile(video) and file_digest(video) != digest:
+            raise ValueError(f"{video}: not the clip this run trains on (its content differs "
+                             f"from {trained_on} as it was when the run started); a resumed "
+                             f"run continues on its own clip: give that file, or start a new "
+                             f"run")
+        return
     if not os.path.isabs(trained_on):
         return  # stored relative to a working directory unknown here: nothing to compare
     if os.path.abspath(video) == trained_on:
@@ -380,7 +388,7 @@ class _Run:
             "generator": model_config(opts, self.clip.features.shape[1]),
             "data": {**asdict(clip_options), "seq_len": opts.frames,
                      # absolute: evaluate and resume may run from another directory
-                     "video": os.path.abspath(video),
+                     "video": os.path.abspath(video), "digest": file_digest(video),
                      "frames": self.clip.num_frames, "split": self.clip.split},
             "train": asdict(opts),
         }
@@ -389,6 +397,12 @@ class _Run:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=opts.lr_g, betas=betas)
         self.opt_dv = torch.optim.Adam(self.d_v.parameters(), lr=opts.lr_d, betas=betas)
         self.opt_di = torch.optim.Adam(self.d_i.parameters(), lr=opts.lr_d, betas=betas)
+        windows = self.train_clip.num_frames - opts.frames + 1  # distinct start frames
+        if opts.batch > windows:
+            raise ValueError(f"--batch {opts.batch}: the clip's training part "
+                             f"({self.train_clip.num_frames} frames) holds only {windows} "
+                             f"distinct windows of {opts.frames} frames; use --batch "
+                             f"{windows} or less, or a longer clip")
         # Each rank walks its own streams; the weights start equal (same seed above).
         self.sampler = SequenceSampler(self.train_clip.num_frames, opts.frames, opts.batch,
                                        seed=opts.seed + 1000 * self.dist.rank)

@@ -59,7 +59,7 @@ def test_train_generate_evaluate(clip, tmp_path, capsys):
     frames = read_frames(out, 20, 16)
     assert abs(len(frames) - driving * 20) <= 1
     assert abs(read_audio(out).size / 64000 - driving) <= 0.05  # one frame at 20 fps
-    assert not os.path.exists(str(out) + ".part.mp4")
+    assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name]  # no partial file left
 
     metrics = tmp_path / "metrics.json"
     assert main(["evaluate", str(run / "checkpoint.pt"), "--json", str(metrics)]) == 0
@@ -232,6 +232,58 @@ def test_more_user_mistakes_give_one_line(clip, tmp_path, capsys):
                                           "--frames", "64"])
     assert os.listdir(short) == ["cache"]
     assert main(["train", str(clip), "--out", str(short), "--steps", "1", *TINY]) == 0
+
+
+def test_outputs_clips_and_flags_found_by_probing(clip, tmp_path, capsys):
+    """Special output paths, a clip edited in place under a run, a --batch the clip
+    cannot fill, an absurd --fps, and sound too short for one frame at the run's rate."""
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    fifo = tmp_path / "pipe.mp4"
+    os.mkfifo(fifo)
+    assert "not a regular file" in _error(capsys, ["generate", str(run), str(clip), "--out",
+                                                   str(fifo)])
+    assert fifo.is_fifo()
+    # A symbolic link: the file it points to is replaced, the link stays; a user's own
+    # file named like a partial output is left alone.
+    target, link = tmp_path / "target.mp4", tmp_path / "link.mp4"
+    target.write_bytes(b"old")
+    link.symlink_to(target)
+    own = tmp_path / "target.mp4.part.mp4"
+    own.write_bytes(b"mine")
+    assert main(["generate", str(run), str(clip), "--out", str(link), "--no-progress"]) == 0
+    assert link.is_symlink() and target.stat().st_size > 1000
+    assert own.read_bytes() == b"mine"
+    capsys.readouterr()
+
+    assert "distinct windows" in _error(capsys, ["train", str(clip), "--out",
+                                                 str(tmp_path / "b"), *TINY, "--batch", "1000"])
+    assert "at most 1000" in _error(capsys, ["train", str(clip), "--out", str(tmp_path / "f"),
+                                             *TINY, "--fps", "1e6"])
+
+    # The clip's bytes change under the run: resume refuses (the run recorded them).
+    edited = tmp_path / "edited.mp4"
+    edited.write_bytes(clip.read_bytes())
+    run2 = tmp_path / "run2"
+    assert main(["train", str(edited), "--out", str(run2), "--steps", "1", *TINY]) == 0
+    write_video(edited, np.full((60, 24, 24, 3), 90, np.uint8), fps=30,
+                audio=tone(2.0, 44100, freq=700, channels=2))
+    capsys.readouterr()
+    assert "its content differs" in _error(capsys, ["train", "--out", str(run2), "--resume",
+                                                    "--steps", "2"])
+
+    # 0.1 s of sound drives no frame at 2 fps: the message says so, not the writer.
+    slow = tmp_path / "slow"
+    assert main(["train", str(clip), "--out", str(slow), "--steps", "1", *TINY,
+                 "--fps", "2"]) == 0
+    blip = tmp_path / "blip.mp4"
+    write_video(blip, np.zeros((3, 16, 16, 3), np.uint8), fps=30,
+                audio=tone(0.1, 44100, freq=440, channels=2))
+    capsys.readouterr()
+    assert "too short to drive even one frame" in _error(
+        capsys, ["generate", str(slow), str(blip), "--out", str(tmp_path / "s.mp4"),
+                 "--no-progress"])
 
 
 def test_doctor_lists_backends(capsys):
