@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
 
 from . import __version__
 
@@ -200,6 +201,13 @@ def _main(argv) -> int:
     from .ops.backend import BackendUnavailableError
 
     args = build_parser().parse_args(argv)
+    if argv is None and not args.debug:
+        # The command-line program (not main([...]) called from Python, whose caller
+        # may be capturing warnings): one line per warning, like the errors, instead
+        # of Python's file:line and source echo.
+        def show(message, category, filename, lineno, file=None, line=None):
+            print(f"s2v {args.command}: warning: {message}", file=file or sys.stderr)
+        warnings.showwarning = show
     try:
         return args.run(args)
     # ImportError: an optional dependency the command needs (PyAV) is missing; its

@@ -58,6 +58,8 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed: expected an integer, got {seed!r}")
     seed = int(seed)
+    if not -(2**63) <= seed < 2**64:  # what torch.Generator.manual_seed takes
+        raise ValueError(f"--seed: expected a 64-bit integer, got {seed}")
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"--precision: expected fp32 or bf16, got {precision!r}")
     audio = check_input_file(audio, "an audio or video file")

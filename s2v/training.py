@@ -38,6 +38,10 @@ from .ops.backend import check_backend_name
 PRECISIONS = ("fp32", "bf16")
 
 
+# Seeds feed torch.manual_seed and NumPy (plus 1000 per rank): keep them in int64.
+MAX_SEED = 2**62
+
+
 @dataclass
 class TrainOptions:
     """Everything ``s2v train`` accepts besides the video and the run directory."""
@@ -74,6 +78,9 @@ class TrainOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"--{name.replace('_', '-')}: expected a positive integer, "
                                  f"got {value!r}")
+        if self.frames < 2 or self.frames % 2:
+            raise ValueError(f"--frames: expected an even number >= 2 (the video "
+                             f"discriminator halves the time axis), got {self.frames}")
         if self.size < 16 or self.size & (self.size - 1):
             raise ValueError(f"--size: expected a power of two >= 16, got {self.size}")
         if not _positive_number(self.fps):
@@ -85,6 +92,8 @@ class TrainOptions:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ValueError(f"--{name.replace('_', '-')}: expected an integer >= 0, "
                                  f"got {value!r}")
+            if value > MAX_SEED:
+                raise ValueError(f"--{name.replace('_', '-')}: at most {MAX_SEED}, got {value}")
         if self.features not in AUDIO_FEATURE_KINDS:
             raise ValueError(f"--features: expected one of {', '.join(AUDIO_FEATURE_KINDS)}, got "
                              f"{self.features!r}")
@@ -392,7 +401,12 @@ class _Run:
                      "frames": self.clip.num_frames, "split": self.clip.split},
             "train": asdict(opts),
         }
-        self.g, self.d_v, self.d_i = build_models(self.config, opts.backend, self.device)
+        try:
+            self.g, self.d_v, self.d_i = build_models(self.config, opts.backend, self.device)
+        except ValueError as exc:  # the models name the window "seq_len"; the user set --frames
+            if str(exc).startswith("seq_len:"):
+                raise ValueError("--frames:" + str(exc)[len("seq_len:"):]) from None
+            raise
         betas = (0.3, 0.999)
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=opts.lr_g, betas=betas)
         self.opt_dv = torch.optim.Adam(self.d_v.parameters(), lr=opts.lr_d, betas=betas)

@@ -261,6 +261,10 @@ def test_outputs_clips_and_flags_found_by_probing(clip, tmp_path, capsys):
                                                  str(tmp_path / "b"), *TINY, "--batch", "1000"])
     assert "at most 1000" in _error(capsys, ["train", str(clip), "--out", str(tmp_path / "f"),
                                              *TINY, "--fps", "1e6"])
+    assert "--frames: expected an even number" in _error(
+        capsys, ["train", str(clip), "--out", str(tmp_path / "t"), *TINY, "--frames", "3"])
+    assert "--seed" in _error(capsys, ["generate", str(run), str(clip), "--out",
+                                       str(tmp_path / "x.mp4"), "--seed", "9" * 20])
 
     # The clip's bytes change under the run: resume refuses (the run recorded them).
     edited = tmp_path / "edited.mp4"
