@@ -113,6 +113,8 @@ def min_frames(seq_len: int) -> int:
 def _check_decoded_size(path, duration, options: ClipOptions) -> None:
     """Refuse a clip whose decoded frames would not fit in half the machine's memory
     (a long clip at a high --fps or --size), before decoding any of it."""
+    from .media import MediaError
+
     if not duration:
         return
     try:

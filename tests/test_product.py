@@ -234,7 +234,7 @@ def test_more_user_mistakes_give_one_line(clip, tmp_path, capsys):
     assert main(["train", str(clip), "--out", str(short), "--steps", "1", *TINY]) == 0
 
 
-def test_outputs_clips_and_flags_found_by_probing(clip, tmp_path, capsys):
+def test_outputs_clips_and_flags_found_by_probing(clip, tmp_path, capsys, monkeypatch):
     """Special output paths, a clip edited in place under a run, a --batch the clip
     cannot fill, an absurd --fps, and sound too short for one frame at the run's rate."""
     run = tmp_path / "run"
@@ -261,6 +261,13 @@ def test_outputs_clips_and_flags_found_by_probing(clip, tmp_path, capsys):
                                                  str(tmp_path / "b"), *TINY, "--batch", "1000"])
     assert "at most 1000" in _error(capsys, ["train", str(clip), "--out", str(tmp_path / "f"),
                                              *TINY, "--fps", "1e6"])
+    from s2v.data import ClipOptions, _check_decoded_size
+    from s2v.media import MediaError
+    with monkeypatch.context() as m:  # a machine with 1 MiB: 10 s at 128 px cannot fit
+        real = os.sysconf
+        m.setattr(os, "sysconf", lambda name: 256 if name == "SC_PHYS_PAGES" else real(name))
+        with pytest.raises(MediaError, match="half of this machine's memory"):
+            _check_decoded_size("clip.mp4", 10.0, ClipOptions(size=128, fps=20))
     assert "--frames: expected an even number" in _error(
         capsys, ["train", str(clip), "--out", str(tmp_path / "t"), *TINY, "--frames", "3"])
     assert "--seed" in _error(capsys, ["generate", str(run), str(clip), "--out",
