@@ -28,8 +28,8 @@ import torch
 from . import checkpoint as ckpt
 from .audio import KINDS as AUDIO_FEATURE_KINDS
 from .distributed import Context
-from .data import (ClipOptions, SequenceSampler, batch_windows, file_digest, finite_number,
-                   prepare_clip)
+from .data import (MAX_FPS, ClipOptions, SequenceSampler, batch_windows, file_digest,
+                   finite_number, prepare_clip)
 from .devices import resolve_device
 from .models import Generator, ImageDiscriminator, VideoDiscriminator, named_config
 from .models.losses import check_loss, discriminator_loss, generator_loss
@@ -85,6 +85,8 @@ class TrainOptions:
             raise ValueError(f"--size: expected a power of two >= 16, got {self.size}")
         if not _positive_number(self.fps):
             raise ValueError(f"--fps: expected a positive frame rate, got {self.fps!r}")
+        if self.fps > MAX_FPS:
+            raise ValueError(f"--fps: at most {MAX_FPS} frames per second, got {self.fps:g}")
         if self.minutes is not None and not _positive_number(self.minutes):
             raise ValueError(f"--minutes: expected a positive budget, got {self.minutes!r}")
         for name in ("seed", "validate_every"):
