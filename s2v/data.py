@@ -136,7 +136,8 @@ def decode_clip(path, options: ClipOptions, progress: bool = False) -> Clip:
     options.validate()
     info = video_info(path)
     if not info.has_audio:
-        raise MediaError(f"{path}: has no audio stream; training needs the clip's sound")
+        raise MediaError(f"{path}: has no audio stream; the model is driven by the clip's "
+                         f"sound")
     _check_decoded_size(path, info.duration, options)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")

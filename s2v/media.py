@@ -185,7 +185,9 @@ def check_crop(crop, width: int, height: int, path="") -> Optional[Tuple[int, in
     if len(crop) != 4 or any(isinstance(v, bool) or int(v) != v for v in crop):
         raise ValueError(f"crop: expected four integers (x, y, w, h), got {tuple(crop)}")
     x, y, w, h = (int(v) for v in crop)
-    if w < 1 or h < 1 or x < 0 or y < 0 or x + w > width or y + h > height:
+    if w < 1 or h < 1:
+        raise ValueError(f"crop: width and height must be at least 1, got w={w}, h={h}")
+    if x < 0 or y < 0 or x + w > width or y + h > height:
         raise MediaError(f"{path}: crop box (x={x}, y={y}, w={w}, h={h}) lies outside the "
                          f"{width}x{height} frame")
     return x, y, w, h

@@ -268,6 +268,8 @@ def test_outputs_clips_and_flags_found_by_probing(clip, tmp_path, capsys, monkey
         m.setattr(os, "sysconf", lambda name: 256 if name == "SC_PHYS_PAGES" else real(name))
         with pytest.raises(MediaError, match="half of this machine's memory"):
             _check_decoded_size("clip.mp4", 10.0, ClipOptions(size=128, fps=20))
+    assert "at least 1" in _error(capsys, ["train", str(clip), "--out", str(tmp_path / "c"),
+                                           *TINY, "--crop", "0", "0", "0", "10"])
     assert "--frames: expected an even number" in _error(
         capsys, ["train", str(clip), "--out", str(tmp_path / "t"), *TINY, "--frames", "3"])
     assert "--seed" in _error(capsys, ["generate", str(run), str(clip), "--out",
