@@ -68,6 +68,7 @@ class Clip:
     features: torch.Tensor
     options: ClipOptions
     source: str
+    digest: str = ""  # SHA-256 of the source file's bytes (set by prepare_clip)
 
     @property
     def num_frames(self) -> int:
@@ -96,8 +97,10 @@ def file_digest(path, block: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def cache_key(path, options: ClipOptions) -> str:
-    payload = json.dumps({"file": file_digest(path), "options": asdict(options),
+def cache_key(path, options: ClipOptions, digest: str | None = None) -> str:
+    """Cache entry name of ``path`` decoded with ``options`` (``digest``: the file's
+    SHA-256 when the caller has it already)."""
+    payload = json.dumps({"file": digest or file_digest(path), "options": asdict(options),
                           "version": CACHE_VERSION}, sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:24]
 
@@ -176,7 +179,8 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
     path = check_input_file(path, "a video file")
     options.validate()
     cache_dir = os.path.join(os.fspath(run_dir), "cache")
-    cache_file = os.path.join(cache_dir, f"clip-{cache_key(path, options)}.pt")
+    digest = file_digest(path)  # read once: the cache key and the run's record of its clip
+    cache_file = os.path.join(cache_dir, f"clip-{cache_key(path, options, digest)}.pt")
     clip = _load_cached(cache_file, options, path)
     if clip is None:
         clip = decode_clip(path, options, progress)
@@ -186,6 +190,7 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
         save_atomic({"frames": clip.frames, "features": clip.features,
                      "options": asdict(options), "source": path}, cache_file,
                     "decoded-clip cache")
+    clip.digest = digest
     needed = min_frames(seq_len)
     if clip.num_frames < needed:
         have = clip.num_frames / options.fps

@@ -399,7 +399,7 @@ class _Run:
             "generator": model_config(opts, self.clip.features.shape[1]),
             "data": {**asdict(clip_options), "seq_len": opts.frames,
                      # absolute: evaluate and resume may run from another directory
-                     "video": os.path.abspath(video), "digest": file_digest(video),
+                     "video": os.path.abspath(video), "digest": self.clip.digest,
                      "frames": self.clip.num_frames, "split": self.clip.split},
             "train": asdict(opts),
         }
