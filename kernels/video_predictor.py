@@ -56,9 +56,9 @@ import math
 import os
 
 import torch
-import torch.nn.functional as F
 
 from ._triton_support import fix_interpreter_scalar_index
+from .padded_plane_conv import Planes, conv2d, conv2d_input_add, conv2d_weight
 
 __all__ = ["video_predictor_fwd", "video_predictor_bwd", "dirconv_gru_fwd", "dirconv_gru_bwd",
            "kernel_variants", "kernel_signatures", "kernel_resource_usage"]
@@ -185,50 +185,43 @@ def _sub_kernel(w, s, C_lo, C_hi, axis):
     return taps.unsqueeze(2) if axis == 3 else taps.unsqueeze(3)
 
 
-def _exact(x) -> bool:
-    """Whether the convolutions around the scans must be true float32 products.
-
-    With TF32 off, cuDNN may still pick Winograd or FFT algorithms whose float32
-    error is far above the products': on an H100 the weight gradient of a 5×5
-    cell (C = 32, 13×11, 12 frames) came back 1.1e-3 off (relative), against
-    1e-6 for every other output. So float32/float64 problems run their
-    convolutions as im2col + batched GEMMs here (:func:`_conv2d`,
-    :func:`_conv_weight_grad`; TF32 as torch.backends.cuda.matmul.allow_tf32
-    says); bf16 problems (tolerance 2e-2) keep F.conv2d (cuDNN).
-    """
-    return x.dtype in (torch.float32, torch.float64)
-
-
 def _input_gates(x, weights, biases, flows, k):
     """Input half of every flow's gates, bias included: ``[F, B, T, 3, Ch, H, W]`` fp32.
 
     Flows of one directional cell share the 1-D convs A_s; each applies its own
-    replicate shift.
+    replicate shift. The convolutions run as float32 GEMMs on padded planes
+    (:mod:`s2v.kernels.padded_plane_conv`), not cuDNN: with TF32 off cuDNN may
+    still pick Winograd or FFT algorithms, whose float32 error is far above the
+    products' (on an H100 a 5×5 cell's weight gradient came back 1.1e-3 off).
     """
     B, T, C, H, W = x.shape
     Ch = weights[0].shape[1]
-    xf = x.float().flatten(0, 1)
-    exact = _exact(x)
+    planes = Planes(B * T, H, W, k // 2, x.device)
+    xb = planes.pack(x.flatten(0, 1))
     gx = torch.empty(len(flows), B, T, 3, Ch, H, W, dtype=torch.float32, device=x.device)
     for cell in sorted({c for c, _, _ in flows}):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
         w, b = weights[cell].float(), biases[cell].float()
         orientation = mine[0][1]
         if orientation is None:
-            g = _conv2d(xf, w[:, :, :C].flatten(0, 1), b.flatten(), (k // 2, k // 2), exact)
+            out = conv2d(planes, xb, w[:, :, :C].flatten(0, 1), b.flatten(), (k // 2, k // 2))
             for f, _, _ in mine:
-                gx[f] = g.view(B, T, 3, Ch, H, W)
+                gx[f].view(B * T, 3 * Ch, H, W).copy_(planes.output_interior(out).transpose(0, 1))
             continue
         axis = 2 if orientation == "h" else 3
-        # Each flow accumulates straight into its slice of gx (no per-flow copies).
+        # Each flow accumulates straight into its slice of gx (no per-flow copies);
+        # sub-kernel 0 is not shifted and carries the bias.
         acc = {f: gx[f].view(B * T, 3 * Ch, H, W) for f, _, _ in mine}
-        for f, _, _ in mine:
-            acc[f].copy_(b.view(1, 3 * Ch, 1, 1).expand_as(acc[f]))
         for s in range((k + 1) // 2):
             pad = (0, s) if axis == 2 else (s, 0)
-            a = _conv2d(xf, _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2), None, pad, exact)
+            out = conv2d(planes, xb, _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2),
+                         b.flatten() if s == 0 else None, pad)
+            a = planes.output_interior(out).transpose(0, 1)     # [N, 3·Ch, H, W] view
             for f, _, d in mine:
-                _add_shifted(acc[f], a, d * s, axis)
+                if s == 0:
+                    acc[f].copy_(a)
+                else:
+                    _add_shifted(acc[f], a, d * s, axis)
     return gx
 
 
@@ -327,15 +320,19 @@ def _blend_fwd(h_seq, xh, blend_w, blend_b, directional):
     return y.view(B, T, C, H, W), agg, stacked
 
 
-def _adjoint_shift(g, shift, axis):
+def _adjoint_shift(g, shift, axis, out=None):
     """Adjoint of ``index_select(axis, clamp(i - shift))``: rows clamped together add up.
 
     Slice copies and one sum for the clamped rows, instead of an index_add_ over every
-    row (same values up to the order of the additions into the edge row)."""
-    if shift == 0:
-        return g
+    row (same values up to the order of the additions into the edge row). ``out``:
+    a zero-filled tensor shaped like g to write into (default: a new one)."""
+    if out is None:
+        if shift == 0:
+            return g
+        out = torch.zeros_like(g)
+    elif shift == 0:
+        return out.copy_(g)
     n = g.shape[axis]
-    out = torch.zeros_like(g)
     m = min(abs(shift), n)  # source rows that clamp onto the edge row, besides its own
     if shift > 0:
         # out[j] = g[j + shift] for j < n - shift; out[0] also gathers g[0 .. shift).
@@ -350,106 +347,17 @@ def _adjoint_shift(g, shift, axis):
     return out
 
 
-# Images per unfolded chunk in _conv2d and _conv_weight_grad are capped so that
-# the unfolded copy stays near this size.
-_UNFOLD_CHUNK_BYTES = 256 << 20
-
-
-def _image_chunks(N, Cs, taps, H, W, element_size):
-    """``range`` of first images of chunks whose im2col stays near _UNFOLD_CHUNK_BYTES."""
-    per_image = taps * Cs * H * W * element_size
-    return range(0, N, max(1, _UNFOLD_CHUNK_BYTES // max(per_image, 1)))
-
-
-def _im2col(src_p, kernel, H, W, bands=1):
-    """``U [n, bands, Cs·taps, rows·W]`` from the padded images ``src_p [n, Cs, H + kh - 1,
-    W + kw - 1]``: ``U[n, b, (c, t), (r, x)] = src_p[n, c, b·rows + r + i, x + j]`` for tap
-    t = (i, j), rows = H / bands; written once, in the layout the GEMMs read."""
-    n, Cs = src_p.shape[:2]
-    kh, kw = kernel
-    rows = H // bands
-    U = src_p.new_empty(n, bands, Cs, kh * kw, rows, W)
-    for t in range(kh * kw):
-        i, j = divmod(t, kw)
-        window = src_p[:, :, i:i + H, j:j + W].reshape(n, Cs, bands, rows, W)
-        U[:, :, :, t].copy_(window.permute(0, 2, 1, 3, 4))
-    return U.view(n, bands, Cs * kh * kw, rows * W)
-
-
-def _conv2d(x, w, bias, padding, exact):
-    """``F.conv2d(x, w, bias, padding=padding)`` for stride 1 and a same-size output.
-
-    ``exact``: float32 products as im2col + one batched GEMM per chunk of images
-    (see :func:`_exact`); ATen's own non-cuDNN path runs one image at a time.
-    Same arithmetic up to the order of the additions.
-    """
-    if not exact:
-        return F.conv2d(x, w, bias, padding=padding)
-    N, C, H, W = x.shape
-    O, _, kh, kw = w.shape
-    ph, pw = padding
-    xp = F.pad(x, (pw, pw, ph, ph))
-    wm = w.reshape(O, C * kh * kw)
-    out = x.new_empty(N, O, H * W)
-    chunks = _image_chunks(N, C, kh * kw, H, W, x.element_size())
-    for n0 in chunks:
-        n = min(N, n0 + chunks.step) - n0
-        U = _im2col(xp[n0:n0 + n], (kh, kw), H, W)[:, 0]       # [n, C·taps, H·W]
-        if bias is None:
-            torch.matmul(wm, U, out=out[n0:n0 + n])
-        else:  # the bias rides in the GEMM's epilogue, not a pass of its own
-            torch.baddbmm(bias.view(1, O, 1).expand(n, O, H * W), wm.expand(n, -1, -1), U,
-                          out=out[n0:n0 + n])
-    return out.view(N, O, H, W)
-
-
-def _conv_weight_grad(src, g, kernel, padding):
-    """``torch.nn.grad.conv2d_weight`` for stride 1 and a same-size output, as GEMMs.
-
-    src ``[N, Cs, H, W]``, g ``[N, O, H, W]`` float32/float64, kernel ``(kh, kw)``
-    with padding ``(ph, pw)`` such that the output is H×W. Returns ``[O, Cs, kh, kw]``.
-
-    Why not conv2d_weight: its output is small (O × Cs·kh·kw) and its reduction long
-    (N·H·W), and off cuDNN (see _exact) ATen runs it as one GEMM per image
-    with a handful of output tiles, i.e. a few CTAs on a 132-SM GPU. Here the
-    reduction is split over images and bands of rows into one batched GEMM with
-    enough independent products to fill the GPU, in float32 products and
-    accumulation, then summed. Same arithmetic up to the order of the additions.
-    """
-    N, Cs, H, W = src.shape
-    O = g.shape[1]
-    (kh, kw), (ph, pw) = kernel, padding
-    taps = kh * kw
-    src_p = F.pad(src, (pw, pw, ph, ph))
-    # Bands per image: H split into S equal bands of rows (S a power of two dividing
-    # H), each of about 2048 pixels, so that N·S products keep the GPU busy.
-    S = 1
-    while H % (S * 2) == 0 and (H // (S * 2)) * W >= 2048:
-        S *= 2
-    rows = H // S
-    dw = torch.zeros(O, Cs * taps, dtype=src.dtype, device=src.device)
-    chunks = _image_chunks(N, Cs, taps, H, W, src.element_size())
-    for n0 in chunks:
-        n = min(N, n0 + chunks.step) - n0
-        U = _im2col(src_p[n0:n0 + n], kernel, H, W, S).view(n * S, Cs * taps, rows * W)
-        G = g[n0:n0 + n].reshape(n, O, S, rows * W).permute(0, 2, 1, 3).reshape(
-            n * S, O, rows * W)
-        dw += torch.bmm(G, U.transpose(1, 2)).sum(0)    # [n·S, O, Cs·taps] -> [O, Cs·taps]
-    return dw.view(O, Cs, kh, kw)
-
-
-def _conv_grads(flows, src_x, w, k, orientation, dx, exact):
+def _conv_grads(planes, flows, w, k, orientation, dx):
     """Input and weight gradients of one cell from the gate gradients of its flows.
 
     flows: list of ``(G, direction, src_ru, src_o)``, G ``[N, 3·Ch, H, W]`` float32
-    (the gradients of the gate pre-activations), src_ru = ``[x, h_prev]`` and src_o =
-    ``[x, r ⊙ h_prev]`` ``[N, C + Ch, H, W]`` float32 (what the r/u and candidate
-    convs read); src_x ``[N, C, H, W]`` float32.
-    Adds the input gradient into ``dx``; returns dw float32 shaped like ``w``.
-    ``exact``: see :func:`_exact`.
+    (the gradients of the gate pre-activations); src_ru = ``[x, h_prev]`` and src_o =
+    ``[x, r ⊙ h_prev]``, packed ``[C + Ch, L]`` on ``planes`` (what the r/u and
+    candidate convs read). Adds the input gradient into ``dx [C, Kc]`` (an output
+    of ``planes``); returns dw float32 shaped like ``w``.
     """
     Ch = w.shape[1]
-    C = src_x.shape[1]
+    C = w.shape[2] - Ch
     wf = w.float()
     dw = torch.zeros_like(wf)
     axis = 2 if orientation == "h" else 3
@@ -460,23 +368,24 @@ def _conv_grads(flows, src_x, w, k, orientation, dx, exact):
         else:
             ws = _sub_kernel(wf, s, 0, C + Ch, 3 if axis == 2 else 2)
             pad = (0, s) if axis == 2 else (s, 0)
+        kernel = tuple(ws.shape[2:])
         g_sum = None
         for G, d, src_ru, src_o in flows:
-            # A directional flow shifts A_s by d·s rows (cols); fold that shift back.
-            g = G if s is None else _adjoint_shift(G, d * s, axis)
-            g_sum = g if g_sum is None else g_sum + g
-            kernel = tuple(ws.shape[2:])
-            d_ru = _conv_weight_grad(src_ru, g[:, :2 * Ch], kernel, pad)
-            d_o = _conv_weight_grad(src_o, g[:, 2 * Ch:], kernel, pad)
-            d = torch.cat([d_ru, d_o], 0).view(3, Ch, C + Ch, *ws.shape[2:])
+            # A directional flow shifts A_s by d·s rows (cols); fold that shift back
+            # while packing its gate gradients (zero outside the images).
+            g = planes.zeros(3 * Ch)
+            _adjoint_shift(G.transpose(0, 1), 0 if s is None else d * s, axis,
+                           out=planes.interior(g))
+            d_ru = conv2d_weight(planes, g[:2 * Ch], src_ru, kernel, pad)
+            d_o = conv2d_weight(planes, g[2 * Ch:], src_o, kernel, pad)
+            d = torch.cat([d_ru, d_o], 0).view(3, Ch, C + Ch, *kernel)
             if s is None:
                 dw += d
             else:
                 dw[..., s * s:s * s + 2 * s + 1] += d.flatten(3)
-        # The flows of a cell share the input half's weights: one transposed conv,
-        # i.e. the conv with the kernel flipped and its in/out channels swapped (same
-        # padding: stride 1, odd kernels, same-size output).
-        dx += _conv2d(g_sum, ws[:, :C].flip(2, 3).transpose(0, 1), None, pad, exact)
+            g_sum = g if g_sum is None else g_sum.add_(g)
+        # The flows of a cell share the input half's weights: one transposed conv.
+        conv2d_input_add(planes, dx, g_sum, ws[:, :C], pad)
     return dw
 
 
@@ -581,19 +490,30 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
                                    DOT_FP32=dot_fp32, **meta)
     del carry, r, u, c
 
-    # Input and weight gradients, batched over frames.
+    # Input and weight gradients over all frames: GEMMs per tap on padded planes.
     N = B * T
-    xf = x.float().flatten(0, 1)
-    h_prev = torch.cat([h0.unsqueeze(2), h_seq[:, :, :-1]], 2)
-    dx = torch.zeros(N, C, H, W, **f32)
+    planes = Planes(N, H, W, k // 2, dev)
+    xb = planes.pack(x.flatten(0, 1))
+    dx = torch.zeros(C, planes.Kc, **f32)
     Gf = G.view(n_flows, N, 3 * Ch, H, W)
     dws, dbs = {}, {}
     for cell in sorted({c for c, _, _ in flows}):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
-        srcs = [(Gf[f], d, torch.cat([xf, h_prev[f].flatten(0, 1).float()], 1),
-                 torch.cat([xf, q[f].flatten(0, 1).float()], 1)) for f, _, d in mine]
-        dws[cell] = _conv_grads(srcs, xf, weights[cell], k, mine[0][1], dx, _exact(x))
+        srcs = []
+        for f, _, d in mine:
+            # [x; h_{t-1}] and [x; r ⊙ h_{t-1}] (h_{-1} = h0), written into place.
+            src_ru, src_o = planes.zeros(C + Ch), planes.zeros(C + Ch)
+            src_ru[:C] = xb
+            src_o[:C] = xb
+            prev = planes.interior(src_ru)[C:].unflatten(1, (B, T))
+            prev[:, :, 0].copy_(h0[f].transpose(0, 1))
+            prev[:, :, 1:].copy_(h_seq[f, :, :-1].permute(2, 0, 1, 3, 4))
+            planes.interior(src_o)[C:].copy_(q[f].flatten(0, 1).transpose(0, 1))
+            srcs.append((Gf[f], d, src_ru, src_o))
+        dws[cell] = _conv_grads(planes, srcs, weights[cell], k, mine[0][1], dx)
         dbs[cell] = sum(G[f].sum((0, 1, 4, 5)) for f, _, _ in mine)
+        del srcs
+    dx = planes.output_interior(dx).transpose(0, 1).contiguous()
     return dx.view(B, T, C, H, W), dh0, dws, dbs
 
 

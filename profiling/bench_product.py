@@ -57,8 +57,10 @@ class Workload:
     """One backend's models, optimisers and inputs; ``iteration`` and ``generation``."""
 
     def __init__(self, backend: str, size: int, frames: int, device: torch.device):
+        from s2v.devices import tune_for_fixed_shapes
         from s2v.training import build_models
 
+        tune_for_fixed_shapes(device)  # as `s2v train` and `s2v generate` do
         torch.manual_seed(0)
         self.g, self.d_v, self.d_i = build_models(model_config(size, frames), backend, device)
         self.opts = [torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.3, 0.999))
@@ -174,7 +176,8 @@ def main(argv=None) -> int:
     path = write_results("product", benchmarks, tests, device=args.device, out_dir=args.out,
                          extra={"peaks": peaks, "threads": args.threads,
                                 "notes": {"flops": "torch.utils.flop_counter on eager",
-                                          "tf32": "off"}})
+                                          "tf32": "off",
+                                          "cudnn_benchmark": torch.backends.cudnn.benchmark}})
     print(f"wrote {os.path.relpath(path)}")
     return 0
 

@@ -18,6 +18,7 @@ import warnings
 import torch
 
 from .audio import FeatureStream
+from .devices import tune_for_fixed_shapes
 from .evaluation import load
 from .metrics import to_unit
 
@@ -75,6 +76,7 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     stream = FeatureStream(SAMPLE_RATE, fps, cfg["feature_kind"], cfg["bands"], cfg["chunk"])
     noise = torch.Generator().manual_seed(seed)
     dev = torch.device(device)
+    tune_for_fixed_shapes(dev)
     autocast = torch.autocast(dev.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     tmp = partial_path(out)
     state, pending, frames, samples = None, [], 0, 0

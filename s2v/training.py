@@ -30,7 +30,7 @@ from .audio import KINDS as AUDIO_FEATURE_KINDS
 from .distributed import Context
 from .data import (MAX_FPS, ClipOptions, SequenceSampler, batch_windows, file_digest,
                    finite_number, prepare_clip)
-from .devices import resolve_device
+from .devices import resolve_device, tune_for_fixed_shapes
 from .models import Generator, ImageDiscriminator, VideoDiscriminator, named_config
 from .models.losses import check_loss, discriminator_loss, generator_loss
 from .ops.backend import check_backend_name
@@ -387,6 +387,7 @@ class _Run:
     def __init__(self, video: str, out: str, opts: TrainOptions, resume_from: dict | None):
         self.video, self.out, self.opts = video, out, opts
         self.device = torch.device(opts.device)
+        tune_for_fixed_shapes(self.device)
         self.dist = Context(self.device)
         torch.manual_seed(opts.seed)
         random.seed(opts.seed)

@@ -405,45 +405,67 @@ CONV_CASES = [
 ]
 
 
-@pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", CONV_CASES)
-def test_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, padding, monkeypatch):
-    """The GEMM form of the weight gradient the Triton backward uses (no triton or GPU
-    needed): equal to torch's conv2d_weight in float64, also when images are split
-    into several unfold chunks."""
-    from s2v.kernels import video_predictor as launcher
+def _planes_case(N, Cs, O, H, W, kernel, padding, P=None, dtype=torch.float64):
+    from s2v.kernels import padded_plane_conv as ppc
 
     torch.manual_seed(0)
-    src = torch.randn(N, Cs, H, W, dtype=torch.float64)
-    g = torch.randn(N, O, H, W, dtype=torch.float64)
-    ref = torch.nn.grad.conv2d_weight(src, (O, Cs) + kernel, g, padding=padding)
-    got = launcher._conv_weight_grad(src, g, kernel, padding)
-    assert got.shape == ref.shape
-    assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-13
-    monkeypatch.setattr(launcher, "_UNFOLD_CHUNK_BYTES", 1)  # one image per chunk
-    assert ((launcher._conv_weight_grad(src, g, kernel, padding) - ref).abs().max()
-            / ref.abs().max()).item() < 1e-13
+    planes = ppc.Planes(N, H, W, max(padding) if P is None else P, "cpu", dtype)
+    x = torch.randn(N, Cs, H, W, dtype=dtype)
+    w = torch.randn(O, Cs, *kernel, dtype=dtype)
+    b = torch.randn(O, dtype=dtype)
+    g = torch.randn(N, O, H, W, dtype=dtype)
+    return ppc, planes, x, w, b, g
+
+
+def _rel(got, ref):
+    return ((got - ref).abs().max() / ref.abs().max()).item()
+
+
+# P: the planes' padding; larger than the kernel's (a directional sub-kernel on
+# the layer's planes) must not change anything.
+@pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", CONV_CASES)
+@pytest.mark.parametrize("extra_pad", [0, 2])
+def test_plane_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, padding,
+                                                      extra_pad, monkeypatch):
+    """The weight gradient the Triton backward uses (per-tap GEMMs on padded planes, no
+    triton or GPU needed): equal to torch's conv2d_weight in float64, with one chunk
+    or many chunks of positions."""
+    ppc, planes, x, _, _, g = _planes_case(N, Cs, O, H, W, kernel, padding,
+                                           P=max(padding) + extra_pad)
+    ref = torch.nn.grad.conv2d_weight(x, (O, Cs) + kernel, g, padding=padding)
+    for splits in (ppc._SPLITS, 1):
+        monkeypatch.setattr(ppc, "_SPLITS", splits)
+        monkeypatch.setattr(ppc, "_MIN_CHUNK", 1)
+        planes = ppc.Planes(N, H, W, planes.P, "cpu", torch.float64)
+        got = ppc.conv2d_weight(planes, planes.pack(g), planes.pack(x), kernel, padding)
+        assert got.shape == ref.shape
+        assert _rel(got, ref) < 1e-13, splits
 
 
 @pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", CONV_CASES)
-def test_gemm_convolution_matches_conv2d(N, Cs, O, H, W, kernel, padding, monkeypatch):
-    """The float32/float64 convolutions around the scans (input gates forward, the
-    input gradient as the flipped, transposed conv) as im2col + batched GEMMs: equal
-    to F.conv2d and conv2d_input in float64, whole or one image per unfold chunk."""
-    from s2v.kernels import video_predictor as launcher
-
-    torch.manual_seed(0)
-    x = torch.randn(N, Cs, H, W, dtype=torch.float64)
-    w = torch.randn(O, Cs, *kernel, dtype=torch.float64)
-    b = torch.randn(O, dtype=torch.float64)
-    g = torch.randn(N, O, H, W, dtype=torch.float64)
+@pytest.mark.parametrize("extra_pad", [0, 2])
+def test_plane_convolutions_match_conv2d(N, Cs, O, H, W, kernel, padding, extra_pad):
+    """The convolutions around the scans (input gates forward; the input gradient, the
+    transposed convolution) as per-tap GEMMs on padded planes: equal to F.conv2d and
+    conv2d_input in float64."""
+    ppc, planes, x, w, b, g = _planes_case(N, Cs, O, H, W, kernel, padding,
+                                           P=max(padding) + extra_pad)
     ref = torch.nn.functional.conv2d(x, w, b, padding=padding)
     ref_in = torch.nn.grad.conv2d_input(x.shape, w, g, padding=padding)
-    for chunk in (launcher._UNFOLD_CHUNK_BYTES, 1):
-        monkeypatch.setattr(launcher, "_UNFOLD_CHUNK_BYTES", chunk)
-        got = launcher._conv2d(x, w, b, padding, exact=True)
-        got_in = launcher._conv2d(g, w.flip(2, 3).transpose(0, 1), None, padding, exact=True)
-        assert ((got - ref).abs().max() / ref.abs().max()).item() < 1e-13
-        assert ((got_in - ref_in).abs().max() / ref_in.abs().max()).item() < 1e-13
+    got = planes.output_interior(ppc.conv2d(planes, planes.pack(x), w, b, padding))
+    assert _rel(got.transpose(0, 1), ref) < 1e-13
+    got = planes.output_interior(ppc.conv2d(planes, planes.pack(x), w, None, padding))
+    assert _rel(got.transpose(0, 1), ref - b.view(1, -1, 1, 1)) < 1e-13
+    acc = torch.zeros(Cs, planes.Kc, dtype=torch.float64)
+    ppc.conv2d_input_add(planes, acc, planes.pack(g), w, padding)
+    ppc.conv2d_input_add(planes, acc, planes.pack(g), w, padding)  # it adds
+    assert _rel(planes.output_interior(acc).transpose(0, 1), 2 * ref_in) < 1e-13
+
+
+def test_plane_conv_refuses_a_padding_past_its_planes():
+    ppc, planes, x, w, b, _ = _planes_case(1, 2, 3, 5, 5, (5, 5), (2, 2), P=1)
+    with pytest.raises(ValueError, match="padding"):
+        ppc.conv2d(planes, planes.pack(x), w, b, (2, 2))
 
 
 @pytest.mark.parametrize("shape", [(2, 3, 5, 4), (1, 2, 1, 7), (2, 2, 6, 1)])
@@ -479,3 +501,7 @@ def test_adjoint_shift_is_the_adjoint(shape, axis):
         lhs = (shifted * g).sum()
         rhs = (a * launcher._adjoint_shift(g, shift, axis)).sum()
         assert abs(lhs - rhs).item() < 1e-12, shift
+        # Written into a zero-filled view of another layout (the padded planes).
+        out = torch.zeros((shape[1], shape[0]) + shape[2:], dtype=torch.float64)
+        launcher._adjoint_shift(g, shift, axis, out=out.transpose(0, 1))
+        assert torch.equal(out.transpose(0, 1), launcher._adjoint_shift(g, shift, axis))
