@@ -2,8 +2,8 @@
 
 The convolutions around the video predictor's scans (input gates, the input
 gradient, the weight gradient; see :mod:`s2v.kernels.video_predictor`) need
-true float32 products (cuDNN may pick Winograd or FFT algorithms; see
-``_exact`` there), and an explicit im2col copy of the sources costs more memory
+true float32 products (cuDNN may pick Winograd or FFT algorithms, whose
+float32 error is far above the products'), and an explicit im2col copy of the sources costs more memory
 traffic than the products themselves: at C = 32, 128², 16 frames it wrote ~5 GB
 per backward. Here no unfolded copy exists.
 

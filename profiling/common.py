@@ -55,6 +55,10 @@ def device_slug(name: str) -> str:
 
 
 def commit() -> str:
+    """The checked-out commit; ``S2V_COMMIT`` overrides it for a working tree copied
+    without its git metadata (a remote GPU run of a tree whose .git is stale)."""
+    if os.environ.get("S2V_COMMIT", "").strip():
+        return os.environ["S2V_COMMIT"].strip()
     try:
         return subprocess.run(["git", "rev-parse", "HEAD"], cwd=ROOT, capture_output=True,
                               text=True, check=True).stdout.strip()

@@ -24,6 +24,8 @@
 # step, so a command killed at its limit still returns what finished.
 # SECONDS (default 540) is the whole budget; the last step ends 20 s before.
 # Extra wheels (PyAV, ...) are picked up from wheels/ as gpu_check.sh does.
+# S2V_COMMIT=<sha> names the commit in the results JSON when the tree was copied
+# without up-to-date git metadata (otherwise `git rev-parse HEAD` decides).
 
 set -u -o pipefail
 
