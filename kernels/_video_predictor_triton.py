@@ -5,6 +5,13 @@ JIT resolves helper functions through module globals); :mod:`.video_predictor`
 imports this module on first use only, so ``import s2v.kernels.video_predictor``
 works without triton.
 
+The gate buffers (the forward's input gates, the backward's gate gradients)
+are padded planes (:mod:`.padded_plane_conv`): row (f·3 + gate)·Ch + channel,
+row stride ``g_rs``; image n = b·T + t starts ``n·g_ns + g_off`` elements into
+a row and its pixel rows are ``g_wp`` apart. So the convolutions around the
+scans read and write them without a layout copy. Everything else is
+``[F, B, T, Ch, H·W]``.
+
 Both kernels run the hidden half of the gate convolutions as an implicit GEMM
 over a tap table (``[F, KT, 4]`` int32: source offset oy, ox and, per axis,
 replicate clamping instead of zero padding), one program per (flow, batch item,
@@ -31,7 +38,7 @@ def _mma(a, b, acc, DOT_FP32: tl.constexpr):
 # t_step changes every launch of a scan: not specialised, so one compile serves all.
 @triton.jit(do_not_specialize=["t_step"])
 def _video_predictor_fwd_kernel(
-        gx_ptr,        # [F, B, T, 3, Ch, HW] fp32: input half of the gates, bias included
+        gx_ptr,        # [F·3·Ch, g_rs] fp32 padded planes: input half of the gates, bias included
         h0_ptr,        # [F, B, Ch, HW]: state before frame 0
         hseq_ptr,      # [F, B, T, Ch, HW]: states after each frame (read t-1, write t)
         q_ptr,         # [F, B, TS, Ch, HW] (dtype of h): r ⊙ h, the candidate conv's input
@@ -41,7 +48,7 @@ def _video_predictor_fwd_kernel(
         w_ptr,         # [F, 3, KT, Ch(in), Ch(out)]: hidden half of the gate weights
         tap_ptr,       # [F, KT, 4] int32: (oy, ox, clamp_y, clamp_x) per tap
         ntap_ptr,      # [F] int32: taps used by each flow
-        t_step, B, T, Ch, H, W, KT,
+        t_step, B, T, Ch, H, W, KT, g_rs, g_ns, g_wp, g_off,
         PHASE: tl.constexpr, ALL_T: tl.constexpr, DOT_FP32: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # ALL_T: grid covers every frame (backward's recompute, h_{t-1} all known) and
@@ -78,7 +85,10 @@ def _video_predictor_fwd_kernel(
     else:
         h_base = h0_ptr + fb.to(tl.int64) * chw
     s_off = (fb * TS + ts).to(tl.int64) * chw       # scratch q, u, r, c
-    g_base = gx_ptr + (fb * T + t).to(tl.int64) * 3 * chw
+    # This image's reset-gate rows of flow f; the other gates are gate_rows further.
+    g_base = gx_ptr + ((b * T + t).to(tl.int64) * g_ns + g_off
+                       + (f * 3 * Ch).to(tl.int64) * g_rs)
+    gate_rows = g_rs.to(tl.int64) * Ch
     if PHASE == 1:
         src_base = h_base
     else:
@@ -118,16 +128,17 @@ def _video_predictor_fwd_kernel(
 
     own = offs_n[None, :] * HW + offs_p[:, None]
     own_ok = p_ok[:, None] & n_ok[None, :]
+    g_pix = offs_n[None, :] * g_rs + (py * g_wp + px)[:, None]
     h = tl.load(h_base + own, mask=own_ok, other=0.0).to(tl.float32)
     if PHASE == 1:
-        r = tl.sigmoid(acc0 + tl.load(g_base + own, mask=own_ok, other=0.0))
-        u = tl.sigmoid(acc1 + tl.load(g_base + chw + own, mask=own_ok, other=0.0))
+        r = tl.sigmoid(acc0 + tl.load(g_base + g_pix, mask=own_ok, other=0.0))
+        u = tl.sigmoid(acc1 + tl.load(g_base + gate_rows + g_pix, mask=own_ok, other=0.0))
         tl.store(q_ptr + s_off + own, (r * h).to(q_ptr.dtype.element_ty), mask=own_ok)
         tl.store(u_ptr + s_off + own, u, mask=own_ok)
         if ALL_T:
             tl.store(r_ptr + s_off + own, r, mask=own_ok)
     else:
-        z = acc0 + tl.load(g_base + 2 * chw + own, mask=own_ok, other=0.0)
+        z = acc0 + tl.load(g_base + 2 * gate_rows + g_pix, mask=own_ok, other=0.0)
         # tanh via exp of a non-positive argument: no overflow, no libdevice call.
         e = tl.exp(-2.0 * tl.abs(z))
         c = (1.0 - e) / (1.0 + e)
@@ -142,7 +153,8 @@ def _video_predictor_fwd_kernel(
 
 @triton.jit(do_not_specialize=["t_step"])
 def _video_predictor_bwd_kernel(
-        g_ptr,         # [F, B, T, 3, Ch, HW] fp32: gradients of the gate pre-activations
+        g_ptr,         # [F·3·Ch, g_rs] fp32 padded planes, zero outside the images:
+                       # gradients of the gate pre-activations
         r_ptr, u_ptr, c_ptr,   # [F, B, T, Ch, HW] fp32: recomputed gates
         dhb_ptr,       # [F, B, T, Ch, HW] fp32: gradient reaching h_t from the blend
         h0_ptr,        # [F, B, Ch, HW]
@@ -151,7 +163,7 @@ def _video_predictor_bwd_kernel(
         dh0_ptr,       # [F, B, Ch, HW] fp32: gradient w.r.t. h0 (written at t = 0)
         w_ptr,         # [F, 3, KT, Ch(out), Ch(in)]: hidden half of the gate weights
         tap_ptr, ntap_ptr,
-        t_step, B, T, Ch, H, W, KT,
+        t_step, B, T, Ch, H, W, KT, g_rs, g_ns, g_wp, g_off,
         PHASE: tl.constexpr, DOT_FP32: tl.constexpr,
         BLOCK_P: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     # Reverse step t. Phase 1: dq = conv_oᵀ(G_o) -> G_r, carry += dq ⊙ r.
@@ -163,6 +175,7 @@ def _video_predictor_bwd_kernel(
     pt = pid % n_pt
     fb = pid // n_pt
     f = fb // B
+    b = fb % B
     t = t_step
 
     offs_p = pt * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -174,13 +187,15 @@ def _video_predictor_bwd_kernel(
     ar_k = tl.arange(0, BLOCK_K)
 
     chw = Ch * HW
-    g_t = g_ptr + (fb * T + t).to(tl.int64) * 3 * chw
+    # Frame t's reset-gate rows of flow f; the other gates are gate_rows further.
+    g_t = g_ptr + ((b * T + t).to(tl.int64) * g_ns + g_off + (f * 3 * Ch).to(tl.int64) * g_rs)
+    gate_rows = g_rs.to(tl.int64) * Ch
     if PHASE == 1:
-        ga = g_t + 2 * chw
+        ga = g_t + 2 * gate_rows
         gb = ga
     else:
         ga = g_t
-        gb = g_t + chw
+        gb = g_t + gate_rows
 
     acc = tl.zeros((BLOCK_P, BLOCK_N), dtype=tl.float32)
     n_taps = tl.load(ntap_ptr + f)
@@ -209,6 +224,7 @@ def _video_predictor_bwd_kernel(
         for k0 in range(0, Ch, BLOCK_K):
             offs_k = k0 + ar_k
             k_ok = offs_k < Ch
+            rows_k = offs_k * g_rs
             sa = tl.zeros((BLOCK_P, BLOCK_K), dtype=tl.float32)
             sb = tl.zeros((BLOCK_P, BLOCK_K), dtype=tl.float32)
             for m in range(n_m):
@@ -219,7 +235,7 @@ def _video_predictor_bwd_kernel(
                 # triton 3.6 spills 12 bytes in the fp32 PHASE=1 kernel.
                 if m > 0:
                     ok = ok & on_edge
-                off = offs_k[None, :] * HW + (sy * W + sx)[:, None]
+                off = rows_k[None, :] + (sy * g_wp + sx)[:, None]
                 msk = ok[:, None] & k_ok[None, :]
                 sa += tl.load(ga + off, mask=msk, other=0.0)
                 if PHASE == 2:
@@ -244,7 +260,8 @@ def _video_predictor_bwd_kernel(
         else:
             hp = tl.load(h0_ptr + fb.to(tl.int64) * chw + own,
                          mask=own_ok, other=0.0).to(tl.float32)
-        tl.store(g_t + own, acc * hp * r * (1.0 - r), mask=own_ok)
+        g_pix = offs_n[None, :] * g_rs + (py * g_wp + px)[:, None]
+        tl.store(g_t + g_pix, acc * hp * r * (1.0 - r), mask=own_ok)
         tl.store(carry, tl.load(carry, mask=own_ok, other=0.0) + acc * r, mask=own_ok)
     else:
         dh = acc + tl.load(carry, mask=own_ok, other=0.0)
@@ -259,9 +276,10 @@ def _video_predictor_bwd_kernel(
             else:
                 hp = tl.load(h0_ptr + fb.to(tl.int64) * chw + own,
                              mask=own_ok, other=0.0).to(tl.float32)
-            g_p = g_ptr + (fb * T + t - 1).to(tl.int64) * 3 * chw
-            tl.store(g_p + 2 * chw + own, dh * u * (1.0 - c * c), mask=own_ok)
-            tl.store(g_p + chw + own, dh * (c - hp) * u * (1.0 - u), mask=own_ok)
+            g_p = g_t - g_ns      # frame t - 1
+            g_pix = offs_n[None, :] * g_rs + (py * g_wp + px)[:, None]
+            tl.store(g_p + 2 * gate_rows + g_pix, dh * u * (1.0 - c * c), mask=own_ok)
+            tl.store(g_p + gate_rows + g_pix, dh * (c - hp) * u * (1.0 - u), mask=own_ok)
             tl.store(carry, dh * (1.0 - u), mask=own_ok)
         else:
             tl.store(dh0_ptr + fb.to(tl.int64) * chw + own, dh, mask=own_ok)

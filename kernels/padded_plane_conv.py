@@ -3,9 +3,11 @@
 The convolutions around the video predictor's scans (input gates, the input
 gradient, the weight gradient; see :mod:`s2v.kernels.video_predictor`) need
 true float32 products (cuDNN may pick Winograd or FFT algorithms, whose
-float32 error is far above the products'), and an explicit im2col copy of the sources costs more memory
-traffic than the products themselves: at C = 32, 128², 16 frames it wrote ~5 GB
-per backward. Here no unfolded copy exists.
+float32 error is far above the products'), and an explicit im2col copy of the
+sources costs more memory traffic than the products themselves: at C = 32,
+128², 16 frames it wrote ~5 GB per backward. Here no unfolded copy exists, and
+the video predictor's Triton kernels read the input gates and write the gate
+gradients in this layout too (:meth:`Planes.kernel_layout`).
 
 Layout (:class:`Planes`): N images of ``rows`` channels, H×W, stored channel-major
 as ``[rows, L]``: the images one after another on a grid padded by ``P`` zero
@@ -90,6 +92,14 @@ class Planes:
         self.interior(buf).copy_(t.transpose(0, 1))
         return buf
 
+    def kernel_layout(self, buf: torch.Tensor, is_input: bool) -> tuple:
+        """How a kernel addresses pixel (n, y, x) of row ``row`` of ``buf`` (rows
+        contiguous, ``[..., X]`` viewed as rows of X elements): ``row·rs + n·ns + off +
+        y·wp + x``. Returns ``(rs, ns, wp, off)`` for an input buffer (``[rows, L]``)
+        or an output (``[rows, Kc]``)."""
+        start = self.M if is_input else 0
+        return (buf.stride(-2), self.Hp * self.Wp, self.Wp, start + self.P * self.Wp + self.P)
+
     def shifted(self, buf: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
         """``[rows, Kc]`` view: position r holds the buffer's value at r + (dy, dx)."""
         start = self.M + dy * self.Wp + dx
@@ -109,17 +119,23 @@ def _check_padding(planes: Planes, kernel, padding):
                          f"a same-size output and padding <= {planes.P}")
 
 
-def conv2d(planes: Planes, src: torch.Tensor, w: torch.Tensor, bias, padding) -> torch.Tensor:
+def conv2d(planes: Planes, src: torch.Tensor, w: torch.Tensor, bias, padding,
+           out: torch.Tensor | None = None) -> torch.Tensor:
     """``F.conv2d(x, w, bias, padding=padding)`` with x packed in ``src [Cs, L]``.
 
-    Returns ``out [O, Kc]`` (read with :meth:`Planes.output_interior`); the same
-    products as F.conv2d, added tap by tap.
+    Returns ``out [O, Kc]`` (read with :meth:`Planes.output_interior`; written into
+    ``out`` when given, a contiguous ``[O, Kc]``); the same products as F.conv2d,
+    added tap by tap.
     """
     O = w.shape[0]
     _check_padding(planes, w.shape[2:], padding)
     taps = _taps(w.shape[2:], padding)
     wt = w.to(planes.dtype).permute(2, 3, 0, 1).contiguous()     # [kh, kw, O, Cs]
-    out = torch.empty(O, planes.Kc, dtype=planes.dtype, device=planes.device)
+    if out is None:
+        out = torch.empty(O, planes.Kc, dtype=planes.dtype, device=planes.device)
+    elif out.shape != (O, planes.Kc) or not out.is_contiguous():
+        raise ValueError(f"out: expected a contiguous [{O}, {planes.Kc}] tensor, "
+                         f"got {tuple(out.shape)}")
     for n, ((i, j), (dy, dx)) in enumerate(taps):
         view = planes.shifted(src, dy, dx)
         if n > 0:

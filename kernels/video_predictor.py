@@ -186,43 +186,45 @@ def _sub_kernel(w, s, C_lo, C_hi, axis):
 
 
 def _input_gates(x, weights, biases, flows, k):
-    """Input half of every flow's gates, bias included: ``[F, B, T, 3, Ch, H, W]`` fp32.
+    """Input half of every flow's gates, bias included, and the planes it lives on:
+    ``(gx [F, 3·Ch, Kc] float32, planes, xb)``, each flow's rows an output of
+    ``planes`` (gate-major rows, see :mod:`s2v.kernels.padded_plane_conv`), which
+    the kernels read in place; xb is x packed on the planes ``[C, L]``.
 
-    Flows of one directional cell share the 1-D convs A_s; each applies its own
-    replicate shift. The convolutions run as float32 GEMMs on padded planes
-    (:mod:`s2v.kernels.padded_plane_conv`), not cuDNN: with TF32 off cuDNN may
-    still pick Winograd or FFT algorithms, whose float32 error is far above the
-    products' (on an H100 a 5×5 cell's weight gradient came back 1.1e-3 off).
+    Flows of one directional cell share the 1-D convs A_s (s > 0); each applies its
+    own replicate shift. The convolutions run as float32 GEMMs on padded planes,
+    not cuDNN: with TF32 off cuDNN may still pick Winograd or FFT algorithms, whose
+    float32 error is far above the products' (on an H100 a 5×5 cell's weight
+    gradient came back 1.1e-3 off).
     """
     B, T, C, H, W = x.shape
     Ch = weights[0].shape[1]
-    planes = Planes(B * T, H, W, k // 2, x.device)
+    P = k // 2
+    planes = Planes(B * T, H, W, P, x.device)
     xb = planes.pack(x.flatten(0, 1))
-    gx = torch.empty(len(flows), B, T, 3, Ch, H, W, dtype=torch.float32, device=x.device)
+    gx = torch.empty(len(flows), 3 * Ch, planes.Kc, dtype=torch.float32, device=x.device)
     for cell in sorted({c for c, _, _ in flows}):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
         w, b = weights[cell].float(), biases[cell].float()
         orientation = mine[0][1]
         if orientation is None:
-            out = conv2d(planes, xb, w[:, :, :C].flatten(0, 1), b.flatten(), (k // 2, k // 2))
             for f, _, _ in mine:
-                gx[f].view(B * T, 3 * Ch, H, W).copy_(planes.output_interior(out).transpose(0, 1))
+                conv2d(planes, xb, w[:, :, :C].flatten(0, 1), b.flatten(), (P, P), out=gx[f])
             continue
         axis = 2 if orientation == "h" else 3
-        # Each flow accumulates straight into its slice of gx (no per-flow copies);
-        # sub-kernel 0 is not shifted and carries the bias.
-        acc = {f: gx[f].view(B * T, 3 * Ch, H, W) for f, _, _ in mine}
         for s in range((k + 1) // 2):
             pad = (0, s) if axis == 2 else (s, 0)
-            out = conv2d(planes, xb, _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2),
-                         b.flatten() if s == 0 else None, pad)
-            a = planes.output_interior(out).transpose(0, 1)     # [N, 3·Ch, H, W] view
+            ws = _sub_kernel(w, s, 0, C, 3 if axis == 2 else 2)
+            if s == 0:
+                # Not shifted; carries the bias. Computed per flow straight into its
+                # rows: one tap, cheaper than copying a shared result.
+                for f, _, _ in mine:
+                    conv2d(planes, xb, ws, b.flatten(), pad, out=gx[f])
+                continue
+            a = planes.output_interior(conv2d(planes, xb, ws, None, pad))
             for f, _, d in mine:
-                if s == 0:
-                    acc[f].copy_(a)
-                else:
-                    _add_shifted(acc[f], a, d * s, axis)
-    return gx
+                _add_shifted(planes.output_interior(gx[f]), a, d * s, axis)
+    return gx, planes, xb
 
 
 def _add_shifted(out, a, shift, axis):
@@ -350,8 +352,8 @@ def _adjoint_shift(g, shift, axis, out=None):
 def _conv_grads(planes, flows, w, k, orientation, dx):
     """Input and weight gradients of one cell from the gate gradients of its flows.
 
-    flows: list of ``(G, direction, src_ru, src_o)``, G ``[N, 3·Ch, H, W]`` float32
-    (the gradients of the gate pre-activations); src_ru = ``[x, h_prev]`` and src_o =
+    flows: list of ``(G, direction, src_ru, src_o)``, G ``[3·Ch, L]`` float32, packed
+    on ``planes`` (the gradients of the gate pre-activations); src_ru = ``[x, h_prev]`` and src_o =
     ``[x, r ⊙ h_prev]``, packed ``[C + Ch, L]`` on ``planes`` (what the r/u and
     candidate convs read). Adds the input gradient into ``dx [C, Kc]`` (an output
     of ``planes``); returns dw float32 shaped like ``w``.
@@ -372,10 +374,11 @@ def _conv_grads(planes, flows, w, k, orientation, dx):
         g_sum = None
         for G, d, src_ru, src_o in flows:
             # A directional flow shifts A_s by d·s rows (cols); fold that shift back
-            # while packing its gate gradients (zero outside the images).
-            g = planes.zeros(3 * Ch)
-            _adjoint_shift(G.transpose(0, 1), 0 if s is None else d * s, axis,
-                           out=planes.interior(g))
+            # into a new buffer (zero outside the images).
+            g = G
+            if s:
+                g = planes.zeros(3 * Ch)
+                _adjoint_shift(planes.interior(G), d * s, axis, out=planes.interior(g))
             d_ru = conv2d_weight(planes, g[:2 * Ch], src_ru, kernel, pad)
             d_o = conv2d_weight(planes, g[2 * Ch:], src_o, kernel, pad)
             d = torch.cat([d_ru, d_o], 0).view(3, Ch, C + Ch, *kernel)
@@ -383,7 +386,7 @@ def _conv_grads(planes, flows, w, k, orientation, dx):
                 dw += d
             else:
                 dw[..., s * s:s * s + 2 * s + 1] += d.flatten(3)
-            g_sum = g if g_sum is None else g_sum.add_(g)
+            g_sum = g if g_sum is None else g_sum + g
         # The flows of a cell share the input half's weights: one transposed conv.
         conv2d_input_add(planes, dx, g_sum, ws[:, :C], pad)
     return dw
@@ -419,7 +422,8 @@ def _scan_fwd(x, h0, weights, biases, flows):
     B, T, C, H, W = x.shape
     n_flows, Ch, dev = len(flows), weights[0].shape[1], x.device
     k = _kernel_size(weights, flows)
-    gx = _input_gates(x, weights, biases, flows, k)
+    gx, planes, _ = _input_gates(x, weights, biases, flows, k)
+    g_layout = planes.kernel_layout(gx, is_input=False)
     pack = _pack_hidden(weights, flows, transpose=False)
     table, ntaps = _tap_table(k, tuple((o, d) for _, o, d in flows), dev)
     h_seq = torch.empty(n_flows, B, T, Ch, H, W, dtype=x.dtype, device=dev)
@@ -432,7 +436,7 @@ def _scan_fwd(x, h0, weights, biases, flows):
             for phase in (1, 2):
                 # r and c are written only when ALL_T: u stands in for those pointers.
                 kern[grid](gx, h0, h_seq, q, u, u, u, pack, table, ntaps,
-                           t, B, T, Ch, H, W, k * k,
+                           t, B, T, Ch, H, W, k * k, *g_layout,
                            PHASE=phase, ALL_T=False, DOT_FP32=_dot_fp32(x), **meta)
     return h_seq
 
@@ -458,7 +462,7 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
     dot_fp32 = _dot_fp32(x)
 
     # Recompute r, u, q = r ⊙ h_{t-1} and c for every frame (all h_t are saved).
-    gx = _input_gates(x, weights, biases, flows, k)
+    gx, planes, xb = _input_gates(x, weights, biases, flows, k)
     pack_f = _pack_hidden(weights, flows, transpose=False)
     q = torch.empty(n_flows, B, T, Ch, H, W, **kw)
     r, u, c = (torch.empty(n_flows, B, T, Ch, H, W, **f32) for _ in range(3))
@@ -466,18 +470,24 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
         for phase in (1, 2):
             kerns["fwd"][(n_flows * B * T * n_pt, n_nt)](
                 gx, h0, h_seq, q, u, r, c, pack_f, table, ntaps,
-                0, B, T, Ch, H, W, k * k, PHASE=phase, ALL_T=True, DOT_FP32=dot_fp32, **meta)
+                0, B, T, Ch, H, W, k * k, *planes.kernel_layout(gx, is_input=False),
+                PHASE=phase, ALL_T=True, DOT_FP32=dot_fp32, **meta)
     del gx
 
-    # Local gradients of the last frame, then the reverse scan.
-    G = torch.empty(n_flows, B, T, 3, Ch, H, W, **f32)
+    # Local gradients of the last frame, then the reverse scan. The gate gradients
+    # G are input planes (zero outside the images) that the weight and input
+    # gradients below read in place.
+    G = torch.zeros(n_flows, 3 * Ch, planes.L, **f32)
+    g_inner = planes.interior(G.view(n_flows * 3 * Ch, planes.L)).view(
+        n_flows, 3, Ch, B, T, H, W)
     hp_last = (h0 if T == 1 else h_seq[:, :, T - 2]).float()
     dh = dhb[:, :, T - 1].view(n_flows, B, Ch, H, W)
     if dh_last is not None:
         dh = dh + dh_last.float()
     u_l, c_l = u[:, :, T - 1], c[:, :, T - 1]
-    G[:, :, T - 1, 2] = dh * u_l * (1.0 - c_l * c_l)
-    G[:, :, T - 1, 1] = dh * (c_l - hp_last) * u_l * (1.0 - u_l)
+    g_inner[:, 2, :, :, T - 1] = (dh * u_l * (1.0 - c_l * c_l)).transpose(1, 2)
+    g_inner[:, 1, :, :, T - 1] = (dh * (c_l - hp_last) * u_l * (1.0 - u_l)).transpose(1, 2)
+    del g_inner
     carry = (dh * (1.0 - u_l)).contiguous()
     dh0 = torch.empty(n_flows, B, Ch, H, W, **f32)
     pack_b = _pack_hidden(weights, flows, transpose=True)
@@ -486,16 +496,14 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
         for t in range(T - 1, -1, -1):
             for phase in (1, 2):
                 kerns["bwd"][grid](G, r, u, c, dhb, h0, h_seq, carry, dh0, pack_b, table,
-                                   ntaps, t, B, T, Ch, H, W, k * k, PHASE=phase,
+                                   ntaps, t, B, T, Ch, H, W, k * k,
+                                   *planes.kernel_layout(G, is_input=True), PHASE=phase,
                                    DOT_FP32=dot_fp32, **meta)
     del carry, r, u, c
 
     # Input and weight gradients over all frames: GEMMs per tap on padded planes.
-    N = B * T
-    planes = Planes(N, H, W, k // 2, dev)
-    xb = planes.pack(x.flatten(0, 1))
     dx = torch.zeros(C, planes.Kc, **f32)
-    Gf = G.view(n_flows, N, 3 * Ch, H, W)
+    db_flow = G.view(n_flows, 3, Ch, planes.L).sum(-1)
     dws, dbs = {}, {}
     for cell in sorted({c for c, _, _ in flows}):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
@@ -509,9 +517,9 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
             prev[:, :, 0].copy_(h0[f].transpose(0, 1))
             prev[:, :, 1:].copy_(h_seq[f, :, :-1].permute(2, 0, 1, 3, 4))
             planes.interior(src_o)[C:].copy_(q[f].flatten(0, 1).transpose(0, 1))
-            srcs.append((Gf[f], d, src_ru, src_o))
+            srcs.append((G[f], d, src_ru, src_o))
         dws[cell] = _conv_grads(planes, srcs, weights[cell], k, mine[0][1], dx)
-        dbs[cell] = sum(G[f].sum((0, 1, 4, 5)) for f, _, _ in mine)
+        dbs[cell] = sum(db_flow[f] for f, _, _ in mine)
         del srcs
     dx = planes.output_interior(dx).transpose(0, 1).contiguous()
     return dx.view(B, T, C, H, W), dh0, dws, dbs
