@@ -201,6 +201,7 @@ def _input_gates(x, weights, biases, flows, k):
     Ch = weights[0].shape[1]
     P = k // 2
     planes = Planes(B * T, H, W, P, x.device)
+    _check_plane_offsets(planes, Ch)
     xb = planes.pack(x.flatten(0, 1))
     gx = torch.empty(len(flows), 3 * Ch, planes.Kc, dtype=torch.float32, device=x.device)
     for cell in sorted({c for c, _, _ in flows}):
@@ -225,6 +226,15 @@ def _input_gates(x, weights, biases, flows, k):
             for f, _, d in mine:
                 _add_shifted(planes.output_interior(gx[f]), a, d * s, axis)
     return gx, planes, xb
+
+
+def _check_plane_offsets(planes, Ch):
+    """The kernels address one gate's Ch rows of a plane buffer with 32-bit offsets."""
+    if Ch * planes.L >= 2 ** 31:
+        raise ValueError(
+            f"x: {planes.N} frames (B·T) of {planes.H}×{planes.W} with {Ch} hidden channels "
+            f"exceed the Triton kernels' 32-bit offsets (Ch · B·T · (H + k - 1)(W + k - 1) "
+            f"must stay below 2^31); run the layer on fewer frames or batch items per call")
 
 
 def _add_shifted(out, a, shift, axis):

@@ -462,6 +462,19 @@ def test_plane_convolutions_match_conv2d(N, Cs, O, H, W, kernel, padding, extra_
     assert _rel(planes.output_interior(acc).transpose(0, 1), 2 * ref_in) < 1e-13
 
 
+def test_plane_offsets_past_32_bits_are_refused_before_any_launch():
+    """The step kernels' in-tile offsets into a gate buffer are 32-bit: a problem
+    whose Ch rows of planes pass 2^31 elements is a clear error, not garbage."""
+    from s2v.kernels import padded_plane_conv as ppc
+    from s2v.kernels import video_predictor as launcher
+
+    ok = ppc.Planes(16, 128, 128, 1, "cpu")        # geometry only, nothing allocated
+    launcher._check_plane_offsets(ok, 32)
+    huge = ppc.Planes(1024, 512, 512, 1, "cpu")
+    with pytest.raises(ValueError, match="32-bit offsets"):
+        launcher._check_plane_offsets(huge, 32)
+
+
 def test_plane_conv_refuses_a_padding_past_its_planes():
     ppc, planes, x, w, b, _ = _planes_case(1, 2, 3, 5, 5, (5, 5), (2, 2), P=1)
     with pytest.raises(ValueError, match="padding"):
