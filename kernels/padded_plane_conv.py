@@ -125,27 +125,71 @@ def conv2d(planes: Planes, src: torch.Tensor, w: torch.Tensor, bias, padding,
 
     Returns ``out [O, Kc]`` (read with :meth:`Planes.output_interior`; written into
     ``out`` when given, a contiguous ``[O, Kc]``); the same products as F.conv2d,
-    added tap by tap.
+    accumulated one GEMM at a time (per tap, or per kernel row: see
+    :func:`_grouped_terms`).
     """
     O = w.shape[0]
     _check_padding(planes, w.shape[2:], padding)
-    taps = _taps(w.shape[2:], padding)
-    wt = w.to(planes.dtype).permute(2, 3, 0, 1).contiguous()     # [kh, kw, O, Cs]
     if out is None:
         out = torch.empty(O, planes.Kc, dtype=planes.dtype, device=planes.device)
     elif out.shape != (O, planes.Kc) or not out.is_contiguous():
         raise ValueError(f"out: expected a contiguous [{O}, {planes.Kc}] tensor, "
                          f"got {tuple(out.shape)}")
-    for n, ((i, j), (dy, dx)) in enumerate(taps):
-        view = planes.shifted(src, dy, dx)
+    w = w.to(planes.dtype)
+    terms = _grouped_terms(planes, src, w, padding)
+    if terms is None:
+        wt = w.permute(2, 3, 0, 1).contiguous()     # [kh, kw, O, Cs]
+        terms = [(wt[i, j], src, dy, dx) for (i, j), (dy, dx) in _taps(w.shape[2:], padding)]
+    for n, (wm, buf, dy, dx) in enumerate(terms):
+        view = planes.shifted(buf, dy, dx)
         if n > 0:
-            out.addmm_(wt[i, j], view)
+            out.addmm_(wm, view)
         elif bias is None:
-            torch.mm(wt[i, j], view, out=out)
+            torch.mm(wm, view, out=out)
         else:
-            torch.addmm(bias.to(planes.dtype).view(O, 1).expand(O, planes.Kc),
-                        wt[i, j], view, out=out)
+            torch.addmm(bias.to(planes.dtype).view(O, 1).expand(O, planes.Kc), wm, view,
+                        out=out)
     return out
+
+
+# Per-tap GEMMs each read and write the whole output, so with more output rows than
+# source rows they are bound by that traffic. Grouping the taps of one kernel row
+# (or column) into one GEMM over a stack of shifted copies of the source cuts it:
+# done when it moves less than this fraction of the per-tap traffic.
+_GROUP_GAIN = 0.8
+
+
+def _grouped_terms(planes: Planes, src: torch.Tensor, w: torch.Tensor, padding):
+    """The GEMM terms ``(weights [O, n·Cs], stacked source, dy, dx)`` of a
+    convolution with its taps grouped along the kernel's longer axis, or None when
+    grouping would not move less memory (counted in rows of L elements)."""
+    O, Cs, kh, kw = w.shape
+    ph, pw = padding
+    along_w = kw >= kh
+    n_in, n_out = (kw, kh) if along_w else (kh, kw)
+    per_tap = kh * kw * (Cs + 2 * O) - O
+    grouped = n_out * (n_in * Cs + 2 * O) - O + 2 * n_in * Cs    # + building the stack
+    if n_in == 1 or grouped >= _GROUP_GAIN * per_tap:
+        return None
+    # stack rows (m, c) = src row c shifted by the m-th offset along the grouped axis
+    shifts = [(j - pw) if along_w else (j - ph) * planes.Wp for j in range(n_in)]
+    stack = torch.empty(n_in * Cs, planes.L, dtype=planes.dtype, device=planes.device)
+    L = planes.L
+    for m, sh in enumerate(shifts):
+        rows = stack[m * Cs:(m + 1) * Cs]
+        if sh >= 0:
+            rows[:, :L - sh].copy_(src[:, sh:])
+            rows[:, L - sh:].zero_()
+        else:
+            rows[:, -sh:].copy_(src[:, :L + sh])
+            rows[:, :-sh].zero_()
+    terms = []
+    for i in range(n_out):
+        # weights of kernel row (column) i as [O, (m, c)], matching the stack's rows
+        wi = (w[:, :, i, :] if along_w else w[:, :, :, i]).permute(0, 2, 1).reshape(O, -1)
+        dy, dx = (i - ph, 0) if along_w else (0, i - pw)
+        terms.append((wi.contiguous(), stack, dy, dx))
+    return terms
 
 
 def conv2d_input_add(planes: Planes, out: torch.Tensor, g: torch.Tensor, w: torch.Tensor,

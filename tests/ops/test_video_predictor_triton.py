@@ -444,7 +444,8 @@ def test_plane_conv_weight_grad_matches_conv2d_weight(N, Cs, O, H, W, kernel, pa
 
 @pytest.mark.parametrize("N, Cs, O, H, W, kernel, padding", CONV_CASES)
 @pytest.mark.parametrize("extra_pad", [0, 2])
-def test_plane_convolutions_match_conv2d(N, Cs, O, H, W, kernel, padding, extra_pad):
+def test_plane_convolutions_match_conv2d(N, Cs, O, H, W, kernel, padding, extra_pad,
+                                        monkeypatch):
     """The convolutions around the scans (input gates forward; the input gradient, the
     transposed convolution) as per-tap GEMMs on padded planes: equal to F.conv2d and
     conv2d_input in float64."""
@@ -452,10 +453,13 @@ def test_plane_convolutions_match_conv2d(N, Cs, O, H, W, kernel, padding, extra_
                                            P=max(padding) + extra_pad)
     ref = torch.nn.functional.conv2d(x, w, b, padding=padding)
     ref_in = torch.nn.grad.conv2d_input(x.shape, w, g, padding=padding)
-    got = planes.output_interior(ppc.conv2d(planes, planes.pack(x), w, b, padding))
-    assert _rel(got.transpose(0, 1), ref) < 1e-13
-    got = planes.output_interior(ppc.conv2d(planes, planes.pack(x), w, None, padding))
-    assert _rel(got.transpose(0, 1), ref - b.view(1, -1, 1, 1)) < 1e-13
+    # per-tap GEMMs, and taps grouped per kernel row or column (forced both ways)
+    for gain in (0.0, float("inf")):
+        monkeypatch.setattr(ppc, "_GROUP_GAIN", gain)
+        got = planes.output_interior(ppc.conv2d(planes, planes.pack(x), w, b, padding))
+        assert _rel(got.transpose(0, 1), ref) < 1e-13, gain
+        got = planes.output_interior(ppc.conv2d(planes, planes.pack(x), w, None, padding))
+        assert _rel(got.transpose(0, 1), ref - b.view(1, -1, 1, 1)) < 1e-13, gain
     acc = torch.zeros(Cs, planes.Kc, dtype=torch.float64)
     ppc.conv2d_input_add(planes, acc, planes.pack(g), w, padding)
     ppc.conv2d_input_add(planes, acc, planes.pack(g), w, padding)  # it adds
