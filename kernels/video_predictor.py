@@ -584,8 +584,13 @@ def video_predictor_bwd(dy, dh_last, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w
     if directional:
         dblend_w = torch.matmul(d_agg, stacked.transpose(-1, -2)).sum((0, 1)).to(x.dtype)
         dblend_b = d_agg.sum((0, 1, 3)).to(x.dtype)
-        dhb = torch.matmul(blend_w.float().t(), d_agg)       # [B, T, F·Ch, HW]
-        dhb = dhb.view(B, T, n_flows, Ch, HW).permute(2, 0, 1, 3, 4).contiguous()
+        # Each flow's slice of blend_wᵀ · d_agg, written straight into its rows of
+        # dhb [F, B, T, Ch, HW] (no permuted copy).
+        dhb = torch.empty(n_flows, B, T, Ch, HW, dtype=torch.float32, device=x.device)
+        wt = blend_w.float().t().reshape(n_flows, Ch, C + 1)
+        d_agg_n = d_agg.view(B * T, C + 1, HW)
+        for f in range(n_flows):
+            torch.bmm(wt[f].expand(B * T, Ch, C + 1), d_agg_n, out=dhb[f].view(B * T, Ch, HW))
     else:
         dblend_w = torch.empty(0, **kw)
         dblend_b = torch.empty(0, **kw)
