@@ -12,7 +12,8 @@ Two modes in one file:
       ncu --target-processes all --profile-from-start off --nvtx --nvtx-include s2v/
           --kernel-name regex:<the fused kernels> --launch-count N
           --section SpeedOfLight --section Occupancy --section LaunchStats
-          --section MemoryWorkloadAnalysis --metrics <the summary's metrics>
+          --section MemoryWorkloadAnalysis --section WarpStateStats
+          --section SchedulerStats --metrics <the summary's metrics>
           --clock-control none --export <job>.ncu-rep
           python -m profiling.ncu --target OP PHASE DTYPE
 
@@ -50,7 +51,13 @@ throughput as % of peak (Speed Of Light); achieved and theoretical occupancy;
 registers per thread; block and grid; static and dynamic shared memory per
 block; waves per SM; and ``limiter``: ``compute`` or ``memory`` when that unit
 runs at >= 60 % of its peak (the larger of the two), else ``latency`` (neither is
-busy: too little independent work in flight, dependency chains, small grids).
+busy: too little independent work in flight, dependency chains, small grids);
+``issue_active_pct``, the fraction of cycles a scheduler issued an instruction
+(SchedulerStats); and ``top_stalls``, the three largest warp-stall reasons with
+the cycles each costs per issued instruction (WarpStateStats: ``barrier`` for
+__syncthreads, ``long_scoreboard`` for global/L2 loads, ``short_scoreboard`` for
+shared memory, ``wait`` for fixed-latency dependencies, ...), the first thing to
+read for a latency-bound kernel.
 """
 from __future__ import annotations
 
@@ -85,7 +92,8 @@ KERNEL_REGEX = {
     "dilated_gru": r"(^|:)(forward|backward)(_grouped)?_kernel",
 }
 
-SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "MemoryWorkloadAnalysis")
+SECTIONS = ("SpeedOfLight", "Occupancy", "LaunchStats", "MemoryWorkloadAnalysis",
+            "WarpStateStats", "SchedulerStats")
 # Collected explicitly too (the sections above contain them), so that the raw page
 # has these columns whatever a given ncu version puts in its sections.
 METRICS = (
@@ -105,7 +113,7 @@ SUMMARY_COLUMNS = (
     "duration_us", "dram_gbs", "dram_pct_peak", "mem_pct_peak", "sm_pct_peak",
     "achieved_occupancy_pct", "theoretical_occupancy_pct", "registers_per_thread",
     "block", "grid", "shared_static_bytes", "shared_dynamic_bytes", "waves_per_sm",
-    "limiter",
+    "limiter", "issue_active_pct", "top_stalls",
 )
 
 # Benchmark shapes (profiling/bench_video_predictor.py, profiling/bench_dilated_gru.py).
@@ -253,6 +261,28 @@ def _dims(launch: Launch, column: str, metric: str) -> str:
     return "" if v is None else str(int(v))
 
 
+# WarpStateStats: cycles a warp spends stalled per issued instruction, one metric
+# per reason (smsp__average_warps_issue_stalled_<reason>_per_issue_active.ratio);
+# matched by pattern, so a reason this parser does not know still shows.
+_STALL = re.compile(r"issue_stalled_([a-z0-9_]+?)_per_issue_active")
+# Not stalls: "selected" is the issuing warp itself, "not_selected" an eligible one.
+_NOT_STALLS = {"selected", "not_selected"}
+
+
+def top_stalls(launch: Launch, n: int = 3) -> str:
+    """The ``n`` largest warp-stall reasons, ``"barrier 5.1; long_scoreboard 2.3"``
+    (cycles per issued instruction), or "" when the section did not run."""
+    found = {}
+    for name in launch.columns:
+        m = _STALL.search(name)
+        if m and m.group(1) not in _NOT_STALLS:
+            v = launch.value(name)
+            if v is not None:
+                found[m.group(1)] = found.get(m.group(1), 0.0) + v
+    ranked = sorted(found.items(), key=lambda kv: -kv[1])[:n]
+    return "; ".join(f"{k} {v:.3g}" for k, v in ranked if v > 0)
+
+
 def _round(v: float | None, digits: int = 3):
     return None if v is None else round(v, digits)
 
@@ -296,6 +326,9 @@ def summarize(launches: list[Launch], job: dict | None = None) -> list[dict]:
                                            0),
             "waves_per_sm": _round(launch.value("launch__waves_per_multiprocessor"), 3),
             "limiter": limiter(sm, mem_for_limit),
+            "issue_active_pct": _round(_first(
+                launch, "smsp__issue_active.avg.pct_of_peak_sustained_active"), 2),
+            "top_stalls": top_stalls(launch),
         })
     return rows
 
@@ -312,7 +345,8 @@ def write_summary(rows: list[dict], path: str) -> str:
 
 
 def format_table(rows: list[dict]) -> str:
-    """Medians per (job, kernel): launches, µs, GB/s, DRAM %, SM %, occupancy, regs, limiter."""
+    """Medians per (job, kernel): launches, µs, GB/s, DRAM %, SM %, occupancy, regs,
+    limiter; and the first launch's top stall reasons."""
     groups: dict[tuple, list[dict]] = {}
     for row in rows:
         groups.setdefault((row["job"], row["kernel"]), []).append(row)
@@ -322,7 +356,7 @@ def format_table(rows: list[dict]) -> str:
         return fmt.format(statistics.median(vals)) if vals else "-"
 
     head = (f"{'job':<26} {'kernel':<34} {'n':>3} {'us':>9} {'GB/s':>8} {'DRAM%':>6} "
-            f"{'SM%':>6} {'occ%':>6} {'regs':>5}  limiter")
+            f"{'SM%':>6} {'occ%':>6} {'regs':>5}  limiter  (top stalls)")
     lines = [head, "-" * len(head)]
     for (job, kernel), items in groups.items():
         limiters = sorted({r["limiter"] for r in items if r["limiter"]})
@@ -333,7 +367,8 @@ def format_table(rows: list[dict]) -> str:
                      f"{med(items, 'sm_pct_peak', '{:.1f}'):>6} "
                      f"{med(items, 'achieved_occupancy_pct', '{:.1f}'):>6} "
                      f"{med(items, 'registers_per_thread', '{:.0f}'):>5}  "
-                     f"{'/'.join(limiters) or '-'}")
+                     f"{'/'.join(limiters) or '-'}"
+                     + (f"  ({items[0]['top_stalls']})" if items[0].get("top_stalls") else ""))
     return "\n".join(lines)
 
 

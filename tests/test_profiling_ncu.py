@@ -138,6 +138,34 @@ def test_summary_rows_carry_the_columns_the_readme_explains():
     assert missing["duration_us"] is None and missing["limiter"] == ""
 
 
+def test_top_stalls_from_the_warp_state_section():
+    """The three largest stall reasons (cycles per issued instruction) of a launch,
+    whatever reasons the ncu version reports; 'selected' is not a stall; nothing when
+    the section did not run."""
+    stalls = [("smsp__average_warps_issue_stalled_barrier_per_issue_active.ratio", "7.25"),
+              ("smsp__average_warps_issue_stalled_long_scoreboard_per_issue_active.ratio",
+               "2.5"),
+              ("smsp__average_warps_issue_stalled_selected_per_issue_active.ratio", "9"),
+              ("smsp__average_warps_issue_stalled_short_scoreboard_per_issue_active.ratio",
+               "1,250.5"),
+              ("smsp__average_warps_issue_stalled_new_reason_per_issue_active.ratio", "0.5"),
+              ("smsp__average_warps_issue_stalled_wait_per_issue_active.ratio", "n/a"),
+              ("smsp__issue_active.avg.pct_of_peak_sustained_active", "3.5")]
+    text = "\n".join([
+        _q(FIXED + [m for m, _ in stalls]),
+        _q([""] * len(FIXED) + ["" if m.endswith("ratio") else "%" for m, _ in stalls]),
+        _row(0, CUDA_NAME, "(864, 1, 1)", "(1, 1, 1)", [v for _, v in stalls]),
+    ])
+    (launch,) = ncu.parse_raw_csv(text)
+    assert ncu.top_stalls(launch) == "short_scoreboard 1.25e+03; barrier 7.25; long_scoreboard 2.5"
+    assert ncu.top_stalls(launch, n=5).endswith("; new_reason 0.5")
+    (row,) = ncu.summarize([launch])
+    assert row["issue_active_pct"] == pytest.approx(3.5)
+    assert "(short_scoreboard" in ncu.format_table([row])
+    (plain,) = ncu.summarize(ncu.parse_raw_csv(SAMPLE))[:1]
+    assert plain["top_stalls"] == "" and plain["issue_active_pct"] is None
+
+
 def test_limiter_rule():
     assert ncu.limiter(80, 30) == "compute"
     assert ncu.limiter(20, 85) == "memory"
@@ -177,7 +205,8 @@ def test_ncu_command_has_the_filters_and_sections():
     for flag in ("--target-processes all", "--profile-from-start off", "--nvtx",
                  "--nvtx-include s2v/", "--launch-count 8", "--section SpeedOfLight",
                  "--section Occupancy", "--section LaunchStats",
-                 "--section MemoryWorkloadAnalysis", "--clock-control none",
+                 "--section MemoryWorkloadAnalysis", "--section WarpStateStats",
+                 "--section SchedulerStats", "--clock-control none",
                  "--export /tmp/r"):
         assert flag in text
     assert f"regex:{ncu.KERNEL_REGEX['dilated_gru']}" in cmd
