@@ -17,7 +17,9 @@
 #   ncu_dilated_gru  Nsight Compute of the dilated GRU (its default kernels)
 #   suite      the whole test suite (pytest-xdist when installed)
 #   ncu        Nsight Compute over every fused op
-# Also available: ncu_per_unit (the dilated GRU's per-unit CUDA kernels).
+# Also available: ncu_per_unit (the dilated GRU's per-unit CUDA kernels), and
+# run_all (`python -m profiling.run_all --quick`, unchanged, as a user runs it:
+# every benchmark with its op tests and the torch.compile baselines; minutes).
 # S2V_LEASE_STEPS="build gputest ..." runs those steps, in that order, instead
 # (a short second lease after a fix).
 # Everything lands under WORKDIR; TARBALL (.tar.gz) is rewritten after every
@@ -118,6 +120,8 @@ step() {
     ncu_dilated_gru)  # the dilated GRU alone (its default, grouped kernels)
         run_step ncu_dilated_gru 45 120 "$PY" -m profiling.ncu --out "$WORK/ncu_dilated_gru" \
             --ops dilated_gru --dtypes fp32 --launch-count 4 ;;
+    run_all)  # the one-command suite exactly as documented (issue: runs unchanged on a GPU)
+        run_step run_all 120 420 "$PY" -m profiling.run_all --quick --out "$WORK/run_all" ;;
     ncu_per_unit)  # the dilated GRU's per-unit kernels (the default is the grouped ones)
         S2V_DGRU_CUDA_KERNEL=per_unit run_step ncu_per_unit 45 120 "$PY" -m profiling.ncu \
             --out "$WORK/ncu_per_unit" --ops dilated_gru --dtypes fp32 --launch-count 4 ;;
