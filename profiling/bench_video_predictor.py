@@ -163,6 +163,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sizes", type=positive_int, nargs="+", default=None,
                     help="frame sizes to time instead of the default ones (e.g. 128 for "
                          "the shape the GPU targets name)")
+    ap.add_argument("--dtypes", nargs="+", choices=("fp32", "bf16"), default=None,
+                    help="dtypes to time (default: fp32 and bf16 on a GPU, fp32 on a CPU)")
     args = ap.parse_args(argv)
     if args.child:
         return child_main(args.child, time_case)
@@ -178,6 +180,8 @@ def main(argv=None) -> int:
     device, fused = here
     on_gpu = device == "cuda"
     dtypes = ("fp32", "bf16") if on_gpu else ("fp32",)
+    if args.dtypes:
+        dtypes = tuple(dict.fromkeys(args.dtypes))
     peaks = peaks_mod.measure(device, dtypes)
     print(f"peaks: fp32 {peaks['fp32_gflops']:.0f} GFLOP/s, copy {peaks['dram_gbs']:.0f} GB/s",
           flush=True)

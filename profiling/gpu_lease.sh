@@ -17,8 +17,9 @@
 #   ncu_dilated_gru  Nsight Compute of the dilated GRU (its default kernels)
 #   suite      the whole test suite (pytest-xdist when installed)
 #   ncu        Nsight Compute over every fused op
-# Also available: ncu_per_unit (the dilated GRU's per-unit CUDA kernels), and
-# run_all (`python -m profiling.run_all --quick`, unchanged, as a user runs it:
+# Also available: ncu_per_unit (the dilated GRU's per-unit CUDA kernels),
+# bench_vp_compile (the video predictor at 128 px, fp32, with its torch.compile
+# baseline), and run_all (`python -m profiling.run_all --quick`, unchanged, as a user runs it:
 # every benchmark with its op tests and the torch.compile baselines; minutes).
 # S2V_LEASE_STEPS="build gputest ..." runs those steps, in that order, instead
 # (a short second lease after a fix).
@@ -120,6 +121,10 @@ step() {
     ncu_dilated_gru)  # the dilated GRU alone (its default, grouped kernels)
         run_step ncu_dilated_gru 45 120 "$PY" -m profiling.ncu --out "$WORK/ncu_dilated_gru" \
             --ops dilated_gru --dtypes fp32 --launch-count 4 ;;
+    bench_vp_compile)  # the torch.compile baseline of the video predictor's GPU target shape
+        S2V_PYTEST_ARGS="${xdist[*]} -k 'gpu or cuda'" run_step bench_vp_compile 120 420 \
+            "$PY" -m profiling.bench_video_predictor --quick --sizes 128 --dtypes fp32 \
+            --compile-timeout 300 --out "$WORK/bench_vp_compile" ;;
     run_all)  # the one-command suite exactly as documented (issue: runs unchanged on a GPU)
         run_step run_all 120 420 "$PY" -m profiling.run_all --quick --out "$WORK/run_all" ;;
     ncu_per_unit)  # the dilated GRU's per-unit kernels (the default is the grouped ones)
