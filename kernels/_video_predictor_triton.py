@@ -7,8 +7,9 @@ works without triton.
 
 The gate buffers (the forward's input gates, the backward's gate gradients)
 are padded planes (:mod:`.padded_plane_conv`): row (f·3 + gate)·Ch + channel,
-row stride ``g_rs``; image n = b·T + t starts ``n·g_ns + g_off`` elements into
-a row and its pixel rows are ``g_wp`` apart. So the convolutions around the
+row stride ``g_rs``; pixel (y, x) of image n = b·T + t is element
+``n·g_ns + g_off + y·g_wp + x`` of a row (``g_off``: pixel (0, 0) of image 0,
+past the margin and the padding). So the convolutions around the
 scans read and write them without a layout copy. Everything else is
 ``[F, B, T, Ch, H·W]``.
 

@@ -228,13 +228,19 @@ def _input_gates(x, weights, biases, flows, k):
     return gx, planes, xb
 
 
+# The kernels address one gate's Ch rows of a plane buffer with 32-bit offsets.
+_MAX_PLANE_OFFSET = 2 ** 31
+
+
 def _check_plane_offsets(planes, Ch):
-    """The kernels address one gate's Ch rows of a plane buffer with 32-bit offsets."""
-    if Ch * planes.L >= 2 ** 31:
+    """Refuse, before anything is allocated or launched, a problem whose gate rows
+    the kernels' 32-bit in-tile offsets cannot address."""
+    if Ch * planes.L >= _MAX_PLANE_OFFSET:
         raise ValueError(
             f"x: {planes.N} frames (B·T) of {planes.H}×{planes.W} with {Ch} hidden channels "
-            f"exceed the Triton kernels' 32-bit offsets (Ch · B·T · (H + k - 1)(W + k - 1) "
-            f"must stay below 2^31); run the layer on fewer frames or batch items per call")
+            f"exceed the Triton kernels' 32-bit offsets (Ch × the {planes.L} elements of a "
+            f"padded plane row, about Ch · B·T · (H + k - 1)(W + k - 1), must stay below "
+            f"2^31); run the layer on fewer frames or batch items per call")
 
 
 def _add_shifted(out, a, shift, axis):

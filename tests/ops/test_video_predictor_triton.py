@@ -479,6 +479,21 @@ def test_plane_offsets_past_32_bits_are_refused_before_any_launch():
         launcher._check_plane_offsets(huge, 32)
 
 
+def test_plane_offset_limit_is_checked_where_the_gate_planes_are_made(monkeypatch):
+    """The input gates (the first thing either scan does) apply the limit before any
+    buffer is filled: with the limit lowered, a small problem is refused there."""
+    from s2v.kernels import video_predictor as launcher
+
+    x = torch.randn(1, 2, 3, 5, 4)
+    w = torch.randn(3, 4, 7, 3, 3)
+    b = torch.randn(3, 4)
+    flows = ((0, None, 1),)
+    launcher._input_gates(x, (w,), (b,), flows, 3)          # fits: runs (pure torch)
+    monkeypatch.setattr(launcher, "_MAX_PLANE_OFFSET", 4)
+    with pytest.raises(ValueError, match="32-bit offsets"):
+        launcher._input_gates(x, (w,), (b,), flows, 3)
+
+
 def test_plane_conv_refuses_a_padding_past_its_planes():
     ppc, planes, x, w, b, _ = _planes_case(1, 2, 3, 5, 5, (5, 5), (2, 2), P=1)
     with pytest.raises(ValueError, match="padding"):
