@@ -111,7 +111,7 @@ step() {
             "$PY" -m profiling.bench_product --quick --sizes 64 128 --out "$WORK/bench" ;;
     breakdown)  # where the time goes inside the fused ops and a training iteration
         run_step breakdown 60 180 "$PY" -m profiling.breakdown --out "$WORK/breakdown" \
-            --targets video_predictor,dilated_gru,train --dtypes fp32 --top 15 ;;
+            --targets video_predictor,dilated_gru,train --dtypes fp32,bf16 --top 15 ;;
     suite)
         run_step suite 120 300 "$PY" -m pytest -q -p no:cacheprovider "${xdist[@]}" \
             --durations=25 tests ;;
