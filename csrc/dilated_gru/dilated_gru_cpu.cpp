@@ -55,7 +55,11 @@
 #include <atomic>
 #include <cstdlib>
 #include <chrono>
+#include <map>
+#include <mutex>
 #include <thread>
+#include <tuple>
+#include <utility>
 #include <vector>
 
 #ifdef _OPENMP
@@ -296,7 +300,7 @@ struct Shared {
   std::vector<F> part;   // [2][team][L][2][Kp]: per-thread partial W^T dg (backward), by parity
   int64_t L, D, team, Kp;
   SpinBarrier bar;
-  bool team_too_slow = false;  // set by thread 0 after the barrier probe
+  bool team_too_slow = false;  // set by thread 0: this call runs on one thread
   Shared(const Dims& d, int team_, int64_t Kp_)
       : ubuf(2 * (d.L + 1) * d.D), vec(d.L * d.D), carry(d.D), zeros(d.D),
         part(2 * team_ * d.L * 2 * Kp_), L(d.L), D(d.D), team(team_), Kp(Kp_) {}
@@ -634,15 +638,74 @@ int max_threads() {
 // Chosen, not tuned: measured only at D = 66 (33 units per thread, see the top
 // of the file); below ~16 units a super-step is too short to pay for a barrier.
 constexpr int64_t kMinUnitsPerThread = 16;
-// A team whose barrier round trip is slower than this runs on one thread
-// (probed with kProbeBarriers round trips at the start of every call, ~5 us).
-constexpr double kSlowBarrierNs = 60.0;
+// Team or one thread: both give the same bits, so the choice is only about
+// speed, and the right one depends on where the hypervisor puts the two vCPUs,
+// which changes over minutes. A fixed threshold on the barrier's round trip
+// (60 ns, from measurements on 2026-11-25) went stale: on 2026-11-26 the probe
+// read 70-90 ns, so every call ran on one thread (fwd+bwd 4.0 ms at D 66, L 3,
+// T 256, B 1) while a forced team took 2.9-3.2 ms. So each call shape now times
+// both ways and keeps the faster (TeamChooser); the probe only catches a partner
+// that is not running at all (a round trip above kLostPartnerNs).
+constexpr double kLostPartnerNs = 2000.0;
 constexpr int kProbeBarriers = 16;
+
+// Per call shape (forward or backward, B, T, D, L, feedback, element size): the
+// wall times of the last kRing calls run each way, and their minimum as the
+// estimate (interference only ever adds time). The first call of a shape warms
+// up (allocations, packing) and is not recorded; the next calls alternate
+// team and one thread until each has kTries samples; afterwards the faster way
+// runs, and every kExploreEvery-th call runs the other one, so that a change
+// of placement shows within a few hundred calls.
+class TeamChooser {
+ public:
+  static constexpr int kTries = 3;
+  static constexpr int kRing = 8;
+  static constexpr int64_t kExploreEvery = 16;
+  using Key = std::tuple<int, int64_t, int64_t, int64_t, int, bool, int>;
+
+  // Whether this call should run on one thread, and whether to record its time.
+  std::pair<bool, bool> solo(const Key& key) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stats& st = stats_[key];
+    const int64_t call = st.calls++;
+    if (call == 0) return {false, false};
+    if (st.n[0] < kTries || st.n[1] < kTries) return {call % 2 == 0, true};
+    const bool solo_faster = estimate(st, 0) < estimate(st, 1);
+    return {(call % kExploreEvery == 0) ? !solo_faster : solo_faster, true};
+  }
+  void record(const Key& key, bool solo, double ns) {
+    std::lock_guard<std::mutex> lock(mu_);
+    Stats& st = stats_[key];
+    const int m = solo ? 0 : 1;
+    st.ring[m][st.n[m] % kRing] = ns;
+    ++st.n[m];
+  }
+
+ private:
+  struct Stats {
+    double ring[2][kRing] = {};  // [one thread, team]
+    int64_t n[2] = {0, 0};
+    int64_t calls = 0;
+  };
+  static double estimate(const Stats& st, int m) {
+    double best = st.ring[m][0];
+    for (int i = 1; i < std::min<int64_t>(st.n[m], kRing); ++i) best = std::min(best, st.ring[m][i]);
+    return best;
+  }
+  std::mutex mu_;
+  std::map<Key, Stats> stats_;
+};
+
+inline TeamChooser& team_chooser() {
+  static TeamChooser chooser;
+  return chooser;
+}
 
 // S2V_DGRU_TEAM=1: always a team where the split applies (no probe); 0: the
 // team's work on one thread (as when the probe finds the barrier slow); 2: a
 // team that drops to one thread at super-step 2 (as when a partner loses its
-// core; for the tests); unset or anything else: decided by the probe. Results are bit-identical either
+// core; for the tests); unset or anything else: whichever has been faster for
+// this call shape (TeamChooser). Results are bit-identical either
 // way (see backward_one). For the tests (both paths run whatever the
 // machine's placement) and for users who know their machine.
 inline int team_override() {
@@ -659,9 +722,9 @@ inline int64_t part_begin(int64_t D, int tid, int nth) { return D * tid / nth; }
 // threads) when there are enough elements, else a team splitting the units,
 // each thread packing the weights of its own units once for all elements.
 // `parts` is where thread 0 packs the team's partitions when it finishes
-// alone: from the first super-step when the barrier probe finds the team too
-// slow (SoloBarrier), or from a later one when a partner loses its core
-// (TeamBarrier::solo_from).
+// alone: from the first super-step when TeamChooser prefers one thread or the
+// probe finds the partner not running (SoloBarrier), or from a later one when a
+// partner loses its core (TeamBarrier::solo_from).
 // What thread 0 calls when it goes on alone: packs the team's n_parts
 // partitions, each as its owner packs it.
 template <typename Pack>
@@ -674,7 +737,7 @@ auto pack_parts(int64_t D, Pack pack) {
 }
 
 template <typename F, typename Pack, typename Body>
-void run_parallel(const Dims& d, Pack pack, Body body) {
+void run_parallel(const Dims& d, int kind, Pack pack, Body body) {
   const int nt = max_threads();
   const int override_team = team_override();
   const int64_t team_max = std::max<int64_t>(1, d.D / kMinUnitsPerThread);
@@ -693,6 +756,11 @@ void run_parallel(const Dims& d, Pack pack, Body body) {
     return;
   }
   const int team = static_cast<int>(std::min<int64_t>(nt, team_max));
+  const bool choose = override_team == -1;
+  const TeamChooser::Key key{kind, d.B, d.T, d.D, d.L, d.feedback, static_cast<int>(sizeof(F))};
+  const auto [prefer_solo, timed] = choose ? team_chooser().solo(key)
+                                           : std::pair<bool, bool>{false, false};
+  const auto call_start = std::chrono::steady_clock::now();
   Shared<F> sh(d, team, Kp);
 #ifdef _OPENMP
 #pragma omp parallel num_threads(team)
@@ -710,20 +778,18 @@ void run_parallel(const Dims& d, Pack pack, Body body) {
 #ifdef _OPENMP
 #pragma omp barrier
 #endif
-    // Probe the barrier first: its cost depends on where the two threads run
-    // (measured 35-50 ns per round trip when the hypervisor puts the vCPUs on
-    // cores that share a cache, 70-100 and 250-350 ns in other placements; the
-    // placement changes over minutes). Interleaved in one process at D = 66,
-    // L = 3, T = 256, B = 1: with ~90 ns and ~300 ns round trips the team was
-    // slower than one thread (fwd+bwd 5.2 vs 4.5 ms at ~300 ns), at 35-50 ns
-    // much faster (3.0 ms), so a probe above 60 ns runs the call on thread 0.
-    const bool probe = override_team == -1;
+    // Probe the barrier first (35-50 ns per round trip when the hypervisor puts
+    // the vCPUs on cores that share a cache, 70-100 and 250-350 ns in other
+    // placements): a partner that is not running at all shows as microseconds,
+    // and the call then runs on thread 0 whatever TeamChooser prefers.
+    const bool probe = choose && !prefer_solo;
     const auto start = std::chrono::steady_clock::now();
     for (int i = 0; probe && i < kProbeBarriers; ++i) sh.bar.wait(-2);
     if (tid == 0) {
       const double ns = std::chrono::duration<double, std::nano>(
                             std::chrono::steady_clock::now() - start).count() / kProbeBarriers;
-      sh.team_too_slow = nth > 1 && (override_team == 0 || (probe && ns > kSlowBarrierNs));
+      sh.team_too_slow =
+          nth > 1 && (override_team == 0 || prefer_solo || (probe && ns > kLostPartnerNs));
     }
 #ifdef _OPENMP
 #pragma omp barrier
@@ -748,6 +814,11 @@ void run_parallel(const Dims& d, Pack pack, Body body) {
       }
     }
   }
+  if (timed) {
+    const double ns = std::chrono::duration<double, std::nano>(
+                          std::chrono::steady_clock::now() - call_start).count();
+    team_chooser().record(key, sh.team_too_slow, ns);
+  }
 }
 
 template <typename S, typename F>
@@ -756,7 +827,7 @@ void forward_impl(const Dims& d, const F* gi0, const F* u0, const F* w_ih_t, con
   auto pack = [&](Packed<F>& pk, int64_t j0, int64_t j1) {
     pack_forward(pk, d, j0, j1, w_ih_t, w_hh_t, b_ih, b_hh);
   };
-  run_parallel<F>(d, pack,
+  run_parallel<F>(d, /*kind=*/0, pack,
                   [&](int64_t b, int tid, int nth, const Packed<F>& pk,
                       std::vector<Packed<F>>& parts, Shared<F>& sh, auto barrier) {
                     return forward_one<S, F>(d, b, tid, nth, pk, parts,
@@ -771,7 +842,7 @@ void backward_impl(const Dims& d, const F* gi, const F* gh, const F* u, const F*
   auto pack = [&](Packed<F>& pk, int64_t j0, int64_t j1) {
     pack_backward(pk, d, j0, j1, w_ih, w_hh);
   };
-  run_parallel<F>(d, pack,
+  run_parallel<F>(d, /*kind=*/1, pack,
                   [&](int64_t b, int tid, int nth, const Packed<F>& pk,
                       std::vector<Packed<F>>& parts, Shared<F>& sh, auto barrier) {
                     return backward_one<F>(d, b, tid, nth, pk, parts, pack_parts(d.D, pack), sh,
