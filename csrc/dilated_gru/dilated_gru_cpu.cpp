@@ -642,7 +642,7 @@ constexpr int64_t kMinUnitsPerThread = 16;
 // speed, and the right one depends on where the hypervisor puts the two vCPUs,
 // which changes over minutes. A fixed threshold on the barrier's round trip
 // (60 ns, from measurements on 2026-11-25) went stale: on 2026-11-26 the probe
-// read 70-90 ns, so every call ran on one thread (fwd+bwd 4.0 ms at D 66, L 3,
+// read 70-90 ns, so most calls ran on one thread (fwd+bwd 4.0 ms at D 66, L 3,
 // T 256, B 1) while a forced team took 2.9-3.2 ms. So each call shape now times
 // both ways and keeps the faster (TeamChooser); the probe only catches a partner
 // that is not running at all (a round trip above kLostPartnerNs).
@@ -702,7 +702,7 @@ inline TeamChooser& team_chooser() {
 }
 
 // S2V_DGRU_TEAM=1: always a team where the split applies (no probe); 0: the
-// team's work on one thread (as when the probe finds the barrier slow); 2: a
+// team's work on one thread (as when the chooser prefers it); 2: a
 // team that drops to one thread at super-step 2 (as when a partner loses its
 // core; for the tests); unset or anything else: whichever has been faster for
 // this call shape (TeamChooser). Results are bit-identical either
