@@ -322,8 +322,10 @@ def _blocks(Ch, device):
                 BLOCK_N=pow2(Ch, _MAX_BLOCK_N), BLOCK_K=pow2(Ch, _MAX_BLOCK_K))
 
 
-def _blend_fwd(h_seq, xh, blend_w, blend_b, directional):
-    """(y float32, agg [B, T, C+1, HW] float32, stacked hidden [B, T, F·Ch, HW] or None)."""
+def _blend_agg(h_seq, blend_w, blend_b, directional):
+    """The blend's pre-activations ``agg [B, T, C+1, HW]`` float32 (prediction rows,
+    then the mask row) and the stacked hidden states ``[B, T, F·Ch, HW]`` they came
+    from (None for ``basic``, whose single flow is agg itself)."""
     Fn, B, T, Ch, H, W = h_seq.shape
     if directional:
         stacked = h_seq.float().permute(1, 2, 0, 3, 4, 5).reshape(B, T, Fn * Ch, H * W)
@@ -331,11 +333,7 @@ def _blend_fwd(h_seq, xh, blend_w, blend_b, directional):
     else:
         stacked = None
         agg = h_seq[0].float().reshape(B, T, Ch, H * W)
-    C = agg.shape[2] - 1
-    a = torch.sigmoid(agg[:, :, C:])
-    p = agg[:, :, :C]
-    y = xh.float().reshape(B, T, C, H * W) * a + p * (1.0 - a)
-    return y.view(B, T, C, H, W), agg, stacked
+    return agg, stacked
 
 
 def _adjoint_shift(g, shift, axis, out=None):
@@ -525,10 +523,13 @@ def _scan_bwd(dhb, dh_last, x, h0, h_seq, weights, biases, flows):
         mine = [(f, o, d) for f, (c, o, d) in enumerate(flows) if c == cell]
         srcs = []
         for f, _, d in mine:
-            # [x; h_{t-1}] and [x; r ⊙ h_{t-1}] (h_{-1} = h0), written into place.
-            src_ru, src_o = planes.zeros(C + Ch), planes.zeros(C + Ch)
-            src_ru[:C] = xb
-            src_o[:C] = xb
+            # [x; h_{t-1}] and [x; r ⊙ h_{t-1}] (h_{-1} = h0), written into place:
+            # x's rows (pads included) from its buffer, the hidden rows zeroed and
+            # their pixels filled.
+            src_ru, src_o = (xb.new_empty(C + Ch, planes.L) for _ in range(2))
+            for src in (src_ru, src_o):
+                src[:C].copy_(xb)
+                src[C:].zero_()
             prev = planes.interior(src_ru)[C:].unflatten(1, (B, T))
             prev[:, :, 0].copy_(h0[f].transpose(0, 1))
             prev[:, :, 1:].copy_(h_seq[f, :, :-1].permute(2, 0, 1, 3, 4))
@@ -553,7 +554,10 @@ def video_predictor_fwd(x, xh, h0, w_sq, b_sq, w_h, b_h, w_w, b_w, blend_w, blen
     _check_runnable(x)
     flows = _LAYER_FLOWS if directional else _BASIC_FLOWS
     h_seq = _scan_fwd(x, h0, (w_sq, w_h, w_w), (b_sq, b_h, b_w), flows)
-    y, _, _ = _blend_fwd(h_seq, xh, blend_w, blend_b, directional)
+    agg, _ = _blend_agg(h_seq, blend_w, blend_b, directional)
+    B, T, C, H, W = x.shape
+    a = torch.sigmoid(agg[:, :, C:])
+    y = (xh.float().reshape(B, T, C, H * W) * a + agg[:, :, :C] * (1.0 - a)).view(x.shape)
     return y.to(x.dtype), h_seq
 
 
@@ -579,7 +583,7 @@ def video_predictor_bwd(dy, dh_last, x, xh, h0, h_seq, w_sq, b_sq, w_h, b_h, w_w
     _check_runnable(x)
 
     # Blend backward (batched over frames).
-    _, agg, stacked = _blend_fwd(h_seq, xh, blend_w, blend_b, directional)
+    agg, stacked = _blend_agg(h_seq, blend_w, blend_b, directional)
     a = torch.sigmoid(agg[:, :, C:])
     p = agg[:, :, :C]
     dyf = dy.float().reshape(B, T, C, HW)
