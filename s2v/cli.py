@@ -106,12 +106,17 @@ def _add_train(sub) -> None:
     p.add_argument("--steps", type=int, help="total iterations of the run (default 50000)")
     p.add_argument("--minutes", type=float, help="stop cleanly after this much time")
     p.add_argument("--batch", type=int, help="parallel streams of the video (default 1)")
-    p.add_argument("--crop", type=int, nargs=4, metavar=("X", "Y", "W", "H"))
-    p.add_argument("--config", help="named configuration (default full)")
-    p.add_argument("--seed", type=int)
-    p.add_argument("--device")
-    p.add_argument("--backend", choices=_backends())
-    p.add_argument("--precision", choices=("fp32", "bf16"))
+    p.add_argument("--crop", type=int, nargs=4, metavar=("X", "Y", "W", "H"),
+                   help="train on this rectangle of the frame, in source pixels (x, y of "
+                        "its top-left corner, width, height); default: the whole frame, "
+                        "resized to SIZE×SIZE")
+    p.add_argument("--config", help="named configuration: " + ", ".join(_config_names())
+                   + " (default full)")
+    p.add_argument("--seed", type=int, help="random seed (default 0)")
+    p.add_argument("--device", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument("--backend", choices=_backends(),
+                   help="kernels of the fused layers (default auto)")
+    p.add_argument("--precision", choices=("fp32", "bf16"), help="default fp32")
     p.add_argument("--checkpoint-every", type=int, help="default 1000")
     p.add_argument("--validate-every", type=int, help="default: every checkpoint")
     p.add_argument("--loss", help="wgan-gp (default), wgan, hinge, ns or ls")
@@ -121,8 +126,13 @@ def _add_train(sub) -> None:
     p.add_argument("--features", help="audio features: lms (default), mel or mfcc")
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--force", action="store_true", help="start over in an existing --out")
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(run=_train)
+
+
+def _config_names():
+    from .models.configs import ALIASES, CONFIGS
+    return list(CONFIGS) + list(ALIASES)
 
 
 def _backends():
