@@ -1,7 +1,7 @@
 """Training iterations and generation per frame, per backend (issue: the product).
 
     python -m profiling.bench_product [--quick] [--sizes 64 128] [--frames 16]
-        [--reps N] [--threads 2] [--out DIR]
+        [--configs full ...|all] [--reps N] [--threads 2] [--out DIR]
 
 Times the full model (``full`` configuration, 1024/512 channels as in the
 paper) on synthetic data: one training iteration (D_V, D_I and G steps with
@@ -11,7 +11,10 @@ backend that runs on the device (``auto`` included). Sizes: 64 px, and 128 px
 on a GPU; ``--quick``: 64 px, 5 repetitions. ``floor_ms``: the FLOPs that
 torch's per-op FLOP formulas (``torch.utils.flop_counter``) count for one eager iteration (convolutions and
 matrix products, backward included) over the matmul rate measured in the same
-run. Writes ``<out>/<date>-<device>-product.json`` (schema in common.py).
+run. ``--configs``: also time generation for other named configurations of the
+paper's ablation (``all``: every one; rows ``generate_s<S>_<config>``), to show
+which of them reach real time on the device; training is timed for ``full`` only.
+Writes ``<out>/<date>-<device>-product.json`` (schema in common.py).
 """
 from __future__ import annotations
 
@@ -46,23 +49,31 @@ def available_backends(device: str):
     return names + ["auto"]
 
 
-def model_config(size: int, frames: int) -> dict:
+def model_config(size: int, frames: int, config: str = "full") -> dict:
+    from s2v.models.configs import named_config
+
     return {"generator": {"output_size": size, "audio_features": 64, "channels_base": 1024,
-                          "max_channels": 512, "sound_route": "rnngen", "motion_layers": 3,
-                          "cond_gen": True, "vid_pred": "dir"},
+                          "max_channels": 512, **named_config(config)},
             "data": {"seq_len": frames}}
+
+
+def config_slug(config: str) -> str:
+    """A benchmark-name-safe form of a configuration name ('+acin' -> 'plus_acin')."""
+    return config.replace("+", "plus_")
 
 
 class Workload:
     """One backend's models, optimisers and inputs; ``iteration`` and ``generation``."""
 
-    def __init__(self, backend: str, size: int, frames: int, device: torch.device):
+    def __init__(self, backend: str, size: int, frames: int, device: torch.device,
+                 config: str = "full"):
         from s2v.devices import tune_for_fixed_shapes
         from s2v.training import build_models
 
         tune_for_fixed_shapes(device)  # as `s2v train` and `s2v generate` do
         torch.manual_seed(0)
-        self.g, self.d_v, self.d_i = build_models(model_config(size, frames), backend, device)
+        self.g, self.d_v, self.d_i = build_models(model_config(size, frames, config), backend,
+                                                  device)
         self.opts = [torch.optim.Adam(m.parameters(), lr=1e-4, betas=(0.3, 0.999))
                      for m in (self.g, self.d_v, self.d_i)]
         self.feats = torch.randn(1, frames, 64, device=device)
@@ -114,12 +125,50 @@ def counted_flops(fn) -> float:
     return float(Count.total)
 
 
+def resolve_configs(parser, names) -> list:
+    from s2v.models.configs import ALIASES, CONFIGS, named_config
+
+    if names == ["all"]:
+        return list(CONFIGS)
+    for name in names:
+        try:
+            named_config(name)
+        except ValueError as exc:
+            parser.error(f"--configs: {exc}")
+    return list(dict.fromkeys(ALIASES.get(n, n) for n in names))
+
+
+def generation_row(config: str, S: int, T: int, dev, device: str, reps: int, peaks) -> dict:
+    """Generation ms per frame of one named configuration, eager and every fused backend."""
+    times, flops = {}, 0.0
+    for backend in available_backends(device):
+        work = Workload(backend, S, T, dev, config)
+        if backend == "eager":
+            flops = counted_flops(work.generation) / T
+        times[backend] = time_ms(work.generation, device, reps, warmup=1)["median"] / T
+        print(f"{S} px {config} {backend:>7}: generate {times[backend]:.2f} ms/frame "
+              f"({1000 / 20 / times[backend]:.2f}x real time at 20 fps)", flush=True)
+        del work
+    return {"name": f"generate_s{S}_{config_slug(config)}", "pass": "generate", "dtype": "fp32",
+            "shape": {"size": S, "chunk": T, "config": config},
+            "times_ms": round_times(times, 3),
+            "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops),
+            "gflops": {k: round(flops / v / 1e6, 2) for k, v in times.items()},
+            "peak_mem_mb": {}, "flops": flops, "reps": reps,
+            "speedup_vs_eager": {k: round(times["eager"] / v, 3)
+                                 for k, v in times.items() if k != "eager"},
+            "x_real_time_20fps": {k: round(50.0 / v, 3) for k, v in times.items()}}
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="64 px, 5 repetitions")
     parser.add_argument("--sizes", type=int, nargs="*", default=None,
                         help="frame sizes (powers of two >= 16)")
     parser.add_argument("--frames", type=int, default=16, help="T (>= 2)")
+    parser.add_argument("--configs", nargs="+", default=["full"],
+                        help="named configurations whose generation is timed (default "
+                             "full; 'all': every one); training: full only")
     parser.add_argument("--reps", type=int, default=None)
     parser.add_argument("--threads", type=positive_int, default=2)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -131,6 +180,7 @@ def main(argv=None) -> int:
             parser.error(f"--sizes: expected powers of two >= 16, got {S}")
     if args.frames < 2:
         parser.error(f"--frames: expected at least 2, got {args.frames}")
+    configs = resolve_configs(parser, args.configs)
     try:
         resolve_device(args.device)
     except ValueError as exc:
@@ -173,6 +223,8 @@ def main(argv=None) -> int:
             if pas == "generate":
                 row["x_real_time_20fps"] = {k: round(50.0 / v, 3) for k, v in times.items()}
             benchmarks.append(row)
+        benchmarks += [generation_row(c, S, T, dev, args.device, reps, peaks)
+                       for c in configs if c != "full"]
     path = write_results("product", benchmarks, tests, device=args.device, out_dir=args.out,
                          extra={"peaks": peaks, "threads": args.threads,
                                 "notes": {"flops": "torch.utils.flop_counter on eager",

@@ -83,6 +83,8 @@ def resolve(path) -> str:
         path = os.path.join(path, CHECKPOINT_NAME)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such checkpoint")
+    if not os.access(path, os.R_OK):
+        raise PermissionError(f"{path}: permission denied (the checkpoint is not readable)")
     return path
 
 

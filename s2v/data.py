@@ -193,11 +193,12 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
     clip.digest = digest
     needed = min_frames(seq_len)
     if clip.num_frames < needed:
-        have = clip.num_frames / options.fps
+        # num_frames counts frames that have both a picture and a complete sound
+        # chunk (SPEC §1), so it is not the file's duration times fps.
         raise MediaError(
-            f"{path}: too short: {have:.2f} s gives {clip.num_frames} frames at "
+            f"{path}: too short: it gives {clip.num_frames} frames with sound at "
             f"{options.fps:g} fps, but T = {seq_len} frames plus a 20 % validation part need "
-            f"{needed} frames ({needed / options.fps:.2f} s)")
+            f"{needed} frames (about {needed / options.fps:.2f} s of video with sound)")
     if not torch.any(clip.features != clip.features[0]):
         warnings.warn(f"{path}: the audio features do not change over the clip (silent or "
                       f"constant sound); the model cannot learn sound-driven motion",

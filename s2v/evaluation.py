@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import uuid
 
 import torch
 
@@ -32,17 +33,42 @@ def load(checkpoint, device: str = "cpu", backend: str = "auto"):
 
     dev = resolve_device(device)
     saved = ckpt.load(checkpoint)
+    path = ckpt.resolve(checkpoint)
     try:
         g = Generator(**saved["config"]["generator"], backend=backend)
         g.load_state_dict(saved["generator"])
+        _check_data_config(saved["config"]["data"], g.output_size)
     except BackendUnavailableError:
         raise  # the checkpoint is fine: the backend is not available here
-    except (TypeError, KeyError, RuntimeError) as exc:
-        raise ckpt.CheckpointError(f"{ckpt.resolve(checkpoint)}: incompatible checkpoint "
+    except (TypeError, KeyError, RuntimeError, ValueError) as exc:
+        raise ckpt.CheckpointError(f"{path}: incompatible checkpoint "
                                    f"({_state_dict_problem(exc)})") from None
+    bad = [name for name, t in g.state_dict().items()
+           if t.is_floating_point() and not torch.isfinite(t).all()]
+    if bad:
+        raise ckpt.CheckpointError(f"{path}: the generator holds non-finite weights (NaN or "
+                                   f"inf in {', '.join(bad[:3])}{', ...' if len(bad) > 3 else ''}"
+                                   f"): the run diverged or the file was altered; use an "
+                                   f"earlier checkpoint")
     g.s2v_config = saved["config"]
     g.s2v_step = int(saved["step"])
     return g.to(dev).eval()
+
+
+def _check_data_config(data: dict, output_size: int) -> None:
+    """ValueError unless the checkpoint's preprocessing settings are usable (a
+    hand-edited or foreign config would otherwise fail deep inside generation)."""
+    from .audio import FeatureStream
+
+    ClipOptions(size=data["size"], fps=data["fps"], feature_kind=data["feature_kind"],
+                bands=data["bands"], chunk=data["chunk"]).validate()
+    if data["size"] != output_size:
+        raise ValueError(f"config: frame size {data['size']} but the generator makes "
+                         f"{output_size}-px frames")
+    seq_len = data["seq_len"]
+    if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"config: seq_len must be a positive integer, got {seq_len!r}")
+    FeatureStream(64000, data["fps"], data["feature_kind"], data["bands"], data["chunk"])
 
 
 def _state_dict_problem(exc: BaseException) -> str:
@@ -132,8 +158,6 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
     from .media import check_input_file, check_output_file
 
     resolve_device(device)  # before the metric networks load onto it
-    if json_path:  # checked before minutes of work, not after
-        json_path = check_output_file(json_path, "--json")
     detectors = load_detectors(inception=inception, vgg=vgg, i3d=i3d, device=device)
     g = load(checkpoint, device, backend)
     cfg = g.s2v_config["data"]
@@ -144,6 +168,10 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
                                     f"pass --video with the clip to evaluate on")
     else:
         check_input_file(video, "a video file", "--video")
+    if json_path is not None:  # checked before minutes of work, not after
+        json_path = check_output_file(json_path, "--json",
+                                      inputs=((ckpt.resolve(checkpoint), "the checkpoint"),
+                                              (video, "the video being evaluated")))
     options = ClipOptions(size=cfg["size"], fps=cfg["fps"],
                           crop=tuple(cfg["crop"]) if cfg["crop"] else None,
                           feature_kind=cfg["feature_kind"], bands=cfg["bands"],
@@ -165,10 +193,28 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
         baseline.update(base)
     result.update({"baseline_mean_frame": baseline, "step": g.s2v_step,
                    "video": os.fspath(video)})
-    if json_path:
-        with open(json_path, "w") as f:
-            json.dump(result, f, indent=2)
+    if json_path is not None:
+        write_json_atomic(result, json_path)
     return result
+
+
+def write_json_atomic(obj: dict, path: str) -> None:
+    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it over
+    ``path``: an interrupted or failed write never leaves a truncated file there."""
+    folder, name = os.path.split(os.path.abspath(path))
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
+    # (os.open rather than mkstemp: the file gets the umask's permissions, not 0600)
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(fd, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
 
 
 FORMATS = (("mse", "{:.5f}"), ("psnr", "{:.2f} dB"), ("ssim", "{:.4f}"),

@@ -118,6 +118,10 @@ def load_detector(path, kind: str, device="cpu") -> Detector:
     from the local file ``path`` onto ``device``; one-line errors name the flag."""
     spec = DETECTORS[kind]
     path = os.fspath(path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(f"{spec.flag} {path}: is a directory; give the file itself "
+                                f"({spec.metric.upper()} needs {spec.filename}, a local "
+                                f"TorchScript file)")
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{spec.flag} {path}: no such file ({spec.metric.upper()} "
                                 f"needs {spec.filename}, a local TorchScript file)")

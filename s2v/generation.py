@@ -17,6 +17,7 @@ import warnings
 
 import torch
 
+from . import checkpoint as ckpt
 from .audio import FeatureStream
 from .devices import tune_for_fixed_shapes
 from .evaluation import load
@@ -47,6 +48,15 @@ def _sigterm_unwinds():
             signal.signal(signal.SIGTERM, previous)
 
 
+def _checkpoint_file(checkpoint):
+    """The checkpoint file ``checkpoint`` names (itself or RUN_DIR/checkpoint.pt), or
+    None where there is none (loading it reports that)."""
+    try:
+        return ckpt.resolve(checkpoint)
+    except (OSError, ValueError):
+        return None
+
+
 def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
              backend: str = "auto", precision: str = "fp32", progress: bool = True) -> dict:
     """Write ``out`` (H.264 + AAC) re-animated from ``audio``; returns a summary with the
@@ -64,9 +74,9 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     if precision not in ("fp32", "bf16"):
         raise ValueError(f"--precision: expected fp32 or bf16, got {precision!r}")
     audio = check_input_file(audio, "an audio or video file")
-    out = check_output_file(out, "--out")
-    if os.path.exists(out) and os.path.samefile(out, audio):
-        raise ValueError(f"--out {out}: is the input sound file; write the video elsewhere")
+    out = check_output_file(out, "--out", inputs=((audio, "the input sound file"),
+                                                  (_checkpoint_file(checkpoint),
+                                                   "the checkpoint")))
     if os.path.splitext(out)[1].lower() not in (".mp4", ".m4v", ".mov"):
         warnings.warn(f"--out {out}: the file is written as MP4 (H.264 + AAC) whatever its "
                       f"extension", stacklevel=2)
@@ -117,9 +127,13 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
             # (the video lasts as long as the sound: under half a frame period
             # of sound is no frame, whatever the model produced)
             if frames == 0 or round(samples / SAMPLE_RATE * fps) < 1:
+                # The first frame needs its whole analysis window (SPEC §1: W
+                # spectrogram frames, the first centred on sample 0) and half a frame
+                # period of sound.
+                needed = max((stream.width - 1) * stream.hop_sec, 0.5 / fps)
                 raise MediaError(f"{audio}: too short to drive even one frame "
-                                 f"({samples / SAMPLE_RATE:.3f} s of sound; one frame at "
-                                 f"{fps:g} fps needs {0.5 / fps:.3f} s)")
+                                 f"({samples / SAMPLE_RATE:.3f} s of sound; the first frame "
+                                 f"at {fps:g} fps needs at least {needed:.3f} s)")
             if peak == 0.0:
                 warnings.warn(f"{audio}: the sound is silent throughout; the video will "
                               f"hardly move", stacklevel=2)

@@ -60,16 +60,22 @@ def check_input_file(path, what: str, flag: str = "") -> str:
     return path
 
 
-def check_output_file(path, flag: str) -> str:
+def check_output_file(path, flag: str, inputs=()) -> str:
     """``path`` as a string if a file can be written there: not a directory, in an
     existing, writable folder; else one-line IsADirectoryError, FileNotFoundError or
     PermissionError naming ``flag``. Checked before any long work, not after.
+
+    ``inputs``: ``(path, what)`` pairs of the command's own input files (the
+    checkpoint, the sound, the video); an output that is one of them is refused
+    (ValueError), since writing it would destroy the input.
 
     Outputs are written to a temporary file and renamed over ``path``: a symbolic
     link is followed (the file it points to is replaced, the link stays), and an
     existing device, pipe or socket is refused, since a rename would replace it.
     """
     path = os.fspath(path)
+    if not path:
+        raise ValueError(f"{flag}: the path is empty; give a file name")
     if os.path.islink(path):
         path = os.path.realpath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -82,6 +88,10 @@ def check_output_file(path, flag: str) -> str:
         raise FileNotFoundError(f"{flag} {path}: the folder {folder} does not exist")
     if not os.access(folder, os.W_OK):
         raise PermissionError(f"{flag} {path}: the folder {folder} is not writable")
+    if os.path.exists(path):
+        for other, what in inputs:
+            if other is not None and os.path.exists(other) and os.path.samefile(path, other):
+                raise ValueError(f"{flag} {path}: is {what}; write the output elsewhere")
     return path
 
 

@@ -264,6 +264,8 @@ def prepare_run_dir(out: str, resume: bool, force: bool) -> list:
     a run's (someone's documents must not go)."""
     if resume and force:
         raise ValueError("--resume and --force contradict each other: choose one")
+    if not out:
+        raise ValueError("--out: the path is empty; give the run directory")
     if os.path.exists(out) and not os.path.isdir(out):
         raise FileExistsError(f"--out {out}: is a file; the run directory must be a folder "
                               f"(it is created)")
@@ -282,7 +284,16 @@ def prepare_run_dir(out: str, resume: bool, force: bool) -> list:
     if exists and not force:
         raise ValueError(f"{out}: the run directory exists; pass --resume to continue that "
                          f"run or --force to start over")
-    os.makedirs(out, exist_ok=True)
+    try:
+        os.makedirs(out, exist_ok=True)
+    except PermissionError:
+        parent = os.path.dirname(os.path.abspath(out))
+        while not os.path.isdir(parent):
+            parent = os.path.dirname(parent)
+        raise PermissionError(f"--out {out}: cannot create the run directory (the folder "
+                              f"{parent} is not writable)") from None
+    if not os.access(out, os.W_OK):
+        raise PermissionError(f"--out {out}: the run directory is not writable")
     return own
 
 

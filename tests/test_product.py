@@ -15,7 +15,7 @@ pytest.importorskip("av", reason="PyAV is not installed: the product tests need 
 
 from s2v import checkpoint as ckpt  # noqa: E402
 from s2v.cli import main  # noqa: E402
-from tests.media.factory import tone, write_video  # noqa: E402
+from tests.media.factory import tone, write_audio, write_video  # noqa: E402
 
 TINY = ["--size", "16", "--frames", "4", "--channels-base", "16", "--max-channels", "8",
         "--config", "full", "--no-progress"]
@@ -423,3 +423,59 @@ def test_python_api_takes_numpy_scalars_and_equal_resume_options(clip, tmp_path)
     assert s2v.generate(run, clip, out, seed=np.int64(1), progress=False)["frames"] > 0
     with pytest.raises(TypeError, match="seed"):
         s2v.generate(run, clip, out, seed="1", progress=False)
+
+
+def test_outputs_never_replace_the_commands_inputs(clip, tmp_path, capsys):
+    """An output path that is the checkpoint, the sound or the evaluated video is
+    refused before any work (the file stays intact); an empty path is one line too."""
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    checkpoint = run / "checkpoint.pt"
+    before = checkpoint.read_bytes()
+    assert "is the checkpoint" in _error(capsys, ["generate", str(run), str(clip), "--out",
+                                                  str(checkpoint)])
+    assert "is the checkpoint" in _error(capsys, ["evaluate", str(run), "--json",
+                                                  str(checkpoint)])
+    video = tmp_path / "video.mp4"
+    video.write_bytes(clip.read_bytes())
+    assert "is the video being evaluated" in _error(
+        capsys, ["evaluate", str(run), "--video", str(video), "--json", str(video)])
+    assert checkpoint.read_bytes() == before and video.read_bytes() == clip.read_bytes()
+    assert "--out: the path is empty" in _error(capsys, ["generate", str(run), str(clip),
+                                                         "--out", ""])
+    assert "--out: the path is empty" in _error(capsys, ["train", str(clip), "--out", "",
+                                                         *TINY])
+    assert "--json: the path is empty" in _error(capsys, ["evaluate", str(run), "--json", ""])
+    assert "is a directory" in _error(capsys, ["evaluate", str(run), "--inception",
+                                               str(tmp_path)])
+    # 0.06 s of sound: the first frame's 0.085 s analysis window (centred at 0) is
+    # incomplete; the message gives the real minimum, not half a frame period.
+    blip = tmp_path / "blip.wav"
+    write_audio(blip, tone(0.06, 64000), 64000)
+    message = _error(capsys, ["generate", str(run), str(blip), "--out",
+                              str(tmp_path / "b.mp4"), "--no-progress"])
+    assert "too short to drive even one frame" in message and "at least 0.070 s" in message
+
+
+def test_damaged_checkpoint_settings_and_weights_name_the_file(clip, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", str(clip), "--out", str(run), "--steps", "1", *TINY]) == 0
+    capsys.readouterr()
+    saved = torch.load(run / "checkpoint.pt", weights_only=True)
+    out = str(tmp_path / "x.mp4")
+    for name, edit, words in (
+            ("fps0.pt", lambda c: c["config"]["data"].update(fps=0.0), "positive frame rate"),
+            ("size17.pt", lambda c: c["config"]["generator"].update(output_size=17),
+             "power of two"),
+            ("nan.pt", lambda c: next(iter(c["generator"].values())).fill_(float("nan")),
+             "non-finite weights")):
+        copy = {k: v for k, v in saved.items()}
+        copy["config"] = {k: dict(v) if isinstance(v, dict) else v
+                          for k, v in saved["config"].items()}
+        copy["generator"] = {k: v.clone() for k, v in saved["generator"].items()}
+        edit(copy)
+        torch.save(copy, tmp_path / name)
+        message = _error(capsys, ["generate", str(tmp_path / name), str(clip), "--out", out])
+        assert name in message and words in message, message
+    assert not os.path.exists(out)
