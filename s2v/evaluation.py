@@ -17,7 +17,7 @@ import uuid
 import torch
 
 from . import checkpoint as ckpt
-from .data import ClipOptions, prepare_clip
+from .data import SAMPLE_RATE, ClipOptions, prepare_clip
 from .devices import resolve_device
 from .metrics import frame_metrics, to_unit
 
@@ -68,7 +68,7 @@ def _check_data_config(data: dict, output_size: int) -> None:
     seq_len = data["seq_len"]
     if isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"config: seq_len must be a positive integer, got {seq_len!r}")
-    FeatureStream(64000, data["fps"], data["feature_kind"], data["bands"], data["chunk"])
+    FeatureStream(SAMPLE_RATE, data["fps"], data["feature_kind"], data["bands"], data["chunk"])
 
 
 def _state_dict_problem(exc: BaseException) -> str:
