@@ -23,6 +23,7 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
+from .audio import STFT_HOP_SEC
 from .audio import features as audio_features
 from .checkpoint import first_line, save_atomic
 
@@ -194,11 +195,15 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
     needed = min_frames(seq_len)
     if clip.num_frames < needed:
         # num_frames counts frames that have both a picture and a complete sound
-        # chunk (SPEC §1), so it is not the file's duration times fps.
+        # chunk (SPEC §1), so it is not the file's duration times fps; frame i's
+        # chunk ends one analysis window after i / fps.
+        window = (round(options.chunk / STFT_HOP_SEC) - 1) * STFT_HOP_SEC
+        seconds = (needed - 1) / options.fps + window
+        got = f"{clip.num_frames} frame{'' if clip.num_frames == 1 else 's'}"
         raise MediaError(
-            f"{path}: too short: it gives {clip.num_frames} frames with sound at "
-            f"{options.fps:g} fps, but T = {seq_len} frames plus a 20 % validation part need "
-            f"{needed} frames (about {needed / options.fps:.2f} s of video with sound)")
+            f"{path}: too short: it gives {got} with sound at {options.fps:g} fps, but "
+            f"T = {seq_len} frames plus a 20 % validation part need {needed} frames "
+            f"(about {seconds:.2f} s of video with sound)")
     if not torch.any(clip.features != clip.features[0]):
         warnings.warn(f"{path}: the audio features do not change over the clip (silent or "
                       f"constant sound); the model cannot learn sound-driven motion",

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-import uuid
 
 import torch
 
@@ -28,9 +27,11 @@ def load(checkpoint, device: str = "cpu", backend: str = "auto"):
     Its ``s2v_config`` attribute holds the checkpoint's configuration (frame size,
     fps, features) so that callers need no other flags.
     """
+    from .media import path_argument
     from .models import Generator
     from .ops.backend import BackendUnavailableError
 
+    checkpoint = path_argument(checkpoint, "checkpoint")
     dev = resolve_device(device)
     saved = ckpt.load(checkpoint)
     path = ckpt.resolve(checkpoint)
@@ -155,8 +156,11 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
                      vgg="vgg16.pt", i3d="i3d_torchscript.pt")
     """
     from .feature_metrics import compare, load_detectors
-    from .media import check_input_file, check_output_file
+    from .media import check_input_file, check_output_file, path_argument
 
+    checkpoint = path_argument(checkpoint, "checkpoint")
+    video = path_argument(video, "video", optional=True)
+    json_path = path_argument(json_path, "json_path", optional=True)
     resolve_device(device)  # before the metric networks load onto it
     detectors = load_detectors(inception=inception, vgg=vgg, i3d=i3d, device=device)
     g = load(checkpoint, device, backend)
@@ -201,8 +205,9 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
 def write_json_atomic(obj: dict, path: str) -> None:
     """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it over
     ``path``: an interrupted or failed write never leaves a truncated file there."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part")
+    from .media import partial_path
+
+    tmp = partial_path(path, ".part")
     # (os.open rather than mkstemp: the file gets the umask's permissions, not 0600)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
@@ -229,7 +234,7 @@ def format_table(result: dict) -> str:
         if key in result:
             b = fmt.format(base[key]) if key in base else "-"
             rows.append(f"{key:<8}{fmt.format(result[key]):>12}{b:>14}")
-    tail = f"{result['frames']} held-out frames"
+    tail = f"{result['frames']} held-out frame{'' if result['frames'] == 1 else 's'}"
     if "fvd_clips" in result:
         tail += f" ({result['fvd_clips']} 16-frame clips for FVD)"
     rows.append(f"{tail}, checkpoint step {result['step']}")

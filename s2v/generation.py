@@ -64,8 +64,11 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
     from tqdm import tqdm
 
     from .media import (MediaError, VideoWriter, check_input_file, check_output_file,
-                        iter_audio, partial_path)
+                        iter_audio, partial_path, path_argument)
 
+    checkpoint = path_argument(checkpoint, "checkpoint")
+    audio = path_argument(audio, "audio")
+    out = path_argument(out, "out")
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed: expected an integer, got {seed!r}")
     seed = int(seed)

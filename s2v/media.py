@@ -45,6 +45,18 @@ def _av():
     return av
 
 
+def path_argument(value, name: str, optional: bool = False):
+    """``value`` (str, bytes or os.PathLike) as a str path, for the Python API's path
+    arguments; a TypeError naming the argument for anything else (None only where
+    ``optional``: then None is returned)."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, bytes, os.PathLike)):
+        return os.fsdecode(os.fspath(value))
+    raise TypeError(f"{name}: expected a path (str, bytes or os.PathLike), got "
+                    f"{type(value).__name__} {value!r}")
+
+
 def check_input_file(path, what: str, flag: str = "") -> str:
     """``path`` as a string if it names an existing file; else FileNotFoundError or
     IsADirectoryError, one line, prefixed with ``flag`` (e.g. ``"--video"``) if given.
@@ -95,11 +107,24 @@ def check_output_file(path, flag: str, inputs=()) -> str:
     return path
 
 
-def partial_path(path: str) -> str:
+def partial_path(path: str, suffix: str = ".part.mp4") -> str:
     """A fresh name beside ``path`` for writing it before the final rename: hidden,
-    unique (a user's own ``OUT.part.mp4`` is never touched), ending in ``.mp4``."""
+    unique (a user's own ``OUT.part.mp4`` is never touched), ending in ``suffix``.
+
+    ``path``'s own name is shortened as needed so that the temporary name stays
+    within the file system's limit on a name (255 bytes on most): any name the
+    user may give must also work with the additions."""
     folder, name = os.path.split(os.path.abspath(path))
-    return os.path.join(folder, f".{name}.{uuid.uuid4().hex[:12]}.part.mp4")
+    tail = f".{uuid.uuid4().hex[:12]}{suffix}"
+    try:
+        limit = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    room = max(1, limit - 1 - len(os.fsencode(tail)))
+    encoded = os.fsencode(name)
+    if len(encoded) > room:  # cut on a character boundary
+        name = encoded[:room].decode(errors="ignore")
+    return os.path.join(folder, f".{name}{tail}")
 
 
 def _ffmpeg_path(path: str) -> str:
@@ -487,7 +512,12 @@ class VideoWriter:
         av = _av()
         frame = av.AudioFrame.from_ndarray(samples[None], format="fltp", layout="mono")
         frame.sample_rate = self.audio_rate
-        frame.pts = None
+        # Real timestamps (in samples from 0), not None: from them the AAC encoder
+        # dates its first packet before 0 by its priming delay (1024 samples) and
+        # the muxer writes the edit list that makes players skip those samples;
+        # without them every output's sound was 1024 samples late.
+        frame.pts = self._samples
+        frame.time_base = Fraction(1, self.audio_rate)
         for out in self._resampler.resample(frame):
             for packet in self._audio.encode(out):
                 self._mux(packet)

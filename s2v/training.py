@@ -316,7 +316,10 @@ def train(video, out, resume: bool = False, force: bool = False, **options) -> d
     options stored in the checkpoint (``steps``, ``minutes``, ``progress`` and
     ``samples`` may be changed). Returns a summary dict (final step, losses, last validation metrics).
     """
-    out = os.fspath(out)
+    from .media import path_argument
+
+    out = path_argument(out, "out")
+    video = path_argument(video, "video", optional=True)
     known = {f.name for f in fields(TrainOptions)}
     unknown = sorted(set(options) - known)
     if unknown:

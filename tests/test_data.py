@@ -46,7 +46,7 @@ def test_too_short_clip_says_how_long_it_must_be(clip_file, tmp_path):
     from s2v.media import MediaError
 
     with pytest.raises(MediaError, match=r"too short: it gives \d+ frames with sound at 20 "
-                       r"fps, .* need 63 frames \(about 3\.15 s of video with sound\)"):
+                       r"fps, .* need 63 frames \(about 3\.17 s of video with sound\)"):
         prepare_clip(clip_file, tmp_path, ClipOptions(size=8, fps=20), seq_len=50,
                      progress=False)
     assert min_frames(50) == 63 and int(63 * 0.8) >= 50

@@ -479,3 +479,25 @@ def test_damaged_checkpoint_settings_and_weights_name_the_file(clip, tmp_path, c
         message = _error(capsys, ["generate", str(tmp_path / name), str(clip), "--out", out])
         assert name in message and words in message, message
     assert not os.path.exists(out)
+
+
+def test_long_output_names_and_api_path_types(clip, tmp_path, capsys):
+    """An output name near the file system's 255-byte limit works (the hidden temporary
+    name beside it is shortened); the API takes str, bytes and PathLike paths and names
+    the argument when given anything else."""
+    import s2v
+
+    run = tmp_path / "run"
+    s2v.train(os.fsencode(clip), run, steps=1, **TINY_API)  # bytes and a Path
+    long_out = tmp_path / ("b" * 236 + ".mp4")  # 240 bytes
+    assert main(["generate", str(run), str(clip), "--out", str(long_out), "--no-progress"]) == 0
+    long_json = tmp_path / ("j" * 245 + ".json")
+    assert main(["evaluate", str(run), "--json", str(long_json)]) == 0
+    assert long_out.stat().st_size > 1000 and json.loads(long_json.read_text())["frames"] > 0
+    assert not [p.name for p in tmp_path.iterdir() if ".part" in p.name]
+    with pytest.raises(TypeError, match="audio: expected a path"):
+        s2v.generate(run, 42, tmp_path / "x.mp4")
+    with pytest.raises(TypeError, match="checkpoint: expected a path"):
+        s2v.load(None)
+    with pytest.raises(TypeError, match="out: expected a path"):
+        s2v.train(clip, 3.5, steps=1, **TINY_API)

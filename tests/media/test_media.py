@@ -172,6 +172,22 @@ def test_writer_lasts_as_long_as_the_audio(tmp_path, size):
     assert abs(read_audio(out, 64000).size / 64000 - 1.23) < 0.05
 
 
+def test_writer_keeps_the_sound_in_step_with_the_picture(tmp_path):
+    """A tone starting at exactly 1 s is heard at 1 s in the written file: the AAC
+    encoder's priming samples (1024) are dated before 0 and skipped by players,
+    not left in front of the sound (which put it 16 ms behind the picture)."""
+    rate = 64000
+    t = np.arange(2 * rate) / rate
+    audio = np.where(t >= 1.0, 0.5 * np.sin(2 * np.pi * 1000 * t), 0).astype(np.float32)
+    out = tmp_path / "onset.mp4"
+    with VideoWriter(out, 20, (16, 16), rate) as w:
+        w.write_audio(audio)
+        w.write_frames(np.stack([gray_frame(i, 16, 16) for i in range(40)]))
+    heard = read_audio(out, rate)
+    onset = np.nonzero(np.abs(heard) > 0.05)[0][0] / rate
+    assert abs(onset - 1.0) < 0.002, onset
+
+
 def test_writer_holds_the_last_frame_when_frames_run_short(tmp_path):
     out = tmp_path / "short.mp4"
     with VideoWriter(out, 10, (16, 16), 48000) as w:
