@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 
 import torch
 
@@ -19,6 +20,9 @@ from . import checkpoint as ckpt
 from .data import SAMPLE_RATE, ClipOptions, prepare_clip
 from .devices import resolve_device
 from .metrics import frame_metrics, to_unit
+
+# Below this many held-out frames evaluate warns that its averages are noisy.
+FEW_FRAMES = 10
 
 
 def load(checkpoint, device: str = "cpu", backend: str = "auto"):
@@ -187,6 +191,10 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
         clip = prepare_clip(video, cache, options, cfg["seq_len"], progress)
     fake = reanimate_holdout(g, clip, cfg["seq_len"], device)
     real = clip.validation().frames.permute(0, 3, 1, 2).float() / 255
+    if real.shape[0] < FEW_FRAMES:
+        warnings.warn(f"{video}: only {real.shape[0]} held-out frame"
+                      f"{'' if real.shape[0] == 1 else 's'} to score: the metrics are noisy; "
+                      f"a longer clip gives steadier figures", stacklevel=2)
     result = frame_metrics(to_unit(fake), real)
     mean_frame = real.mean(dim=0, keepdim=True).expand_as(real)
     baseline = frame_metrics(mean_frame, real)

@@ -501,3 +501,16 @@ def test_long_output_names_and_api_path_types(clip, tmp_path, capsys):
         s2v.load(None)
     with pytest.raises(TypeError, match="out: expected a path"):
         s2v.train(clip, 3.5, steps=1, **TINY_API)
+
+
+def test_evaluate_warns_when_few_frames_are_scored(clip, tmp_path):
+    import s2v
+
+    run = tmp_path / "run"
+    s2v.train(clip, run, steps=1, **TINY_API)
+    short = tmp_path / "short.mp4"
+    write_video(short, np.zeros((30, 24, 24, 3), np.uint8), fps=30,
+                audio=tone(1.0, 44100, freq=300, channels=1))
+    with pytest.warns(UserWarning, match=r"only \d held-out frames to score"):
+        result = s2v.evaluate(run, video=short)
+    assert result["frames"] < 10
