@@ -510,7 +510,7 @@ def test_evaluate_warns_when_few_frames_are_scored(clip, tmp_path):
     s2v.train(clip, run, steps=1, **TINY_API)
     short = tmp_path / "short.mp4"
     write_video(short, np.zeros((30, 24, 24, 3), np.uint8), fps=30,
-                audio=tone(1.0, 44100, freq=300, channels=1))
+                audio=tone(1.0, 44100, freq=300, channels=2))
     with pytest.warns(UserWarning, match=r"only \d held-out frames to score"):
         result = s2v.evaluate(run, video=short)
     assert result["frames"] < 10
