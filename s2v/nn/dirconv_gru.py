@@ -48,7 +48,9 @@ class DirConvGRU(nn.Module):
     def forward(self, x: torch.Tensor, state: torch.Tensor | None = None, direction: int = 1):
         h_seq = dirconv_gru(x, state, self.weight, self.bias, self.orientation, direction,
                             backend=self.backend)
-        return h_seq, h_seq[:, -1].detach()
+        # A copy: editing the returned state in place must not change h_seq (nor a
+        # tensor the fused op saved for its backward).
+        return h_seq, h_seq[:, -1].detach().clone()
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, "

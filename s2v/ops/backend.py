@@ -75,17 +75,55 @@ class OpBackends:
         return backend
 
     def resolve(self, backend: str, device: torch.device) -> Callable:
-        """The implementation to run for ``backend`` on ``device``."""
+        """The implementation to run for ``backend`` on ``device``.
+
+        Under a torch.func transform that differentiates (grad, vjp, jacrev, jvp,
+        jacfwd) ``auto`` runs ``eager`` and a named fused backend is refused: the fused
+        ops' autograd (torch.library custom ops) is invisible to those transforms,
+        which gave zero tangents (jvp) or an unrelated error (grad). vmap is fine."""
         self.check(backend)
+        transform = _differentiating_transform()
         if backend == "auto":
+            if transform is not None:
+                return self._impls["eager"]
             for name in _AUTO_ORDER.get(device.type, ("eager",)):
                 if name in self._impls and self.why_unavailable(name) is None:
                     return self._impls[name]
             return self._impls["eager"]
         wanted = _BACKEND_DEVICE.get(backend)
         if wanted is not None and device.type != wanted:
+            if wanted == "cuda" and not torch.cuda.is_available():
+                raise BackendUnavailableError(
+                    f"backend {backend!r} of {self.op_name} needs a CUDA GPU and none is "
+                    f"visible to torch here; use backend='auto' (or 'cpu' / 'eager')")
             raise BackendUnavailableError(
                 f"backend {backend!r} of {self.op_name} runs on {wanted} tensors, but the "
                 f"input is on {device}; move the module and inputs to {wanted} or use "
                 f"backend='auto'")
+        if transform is not None and backend != "eager":
+            raise NotImplementedError(
+                f"backend {backend!r} of {self.op_name} does not support torch.func's "
+                f"{transform} transforms; use backend='eager' or 'auto' under them "
+                f"(torch.autograd's backward and autograd.grad work with every backend)")
         return self._impls[backend]
+
+
+def _differentiating_transform() -> str | None:
+    """'grad' (grad, vjp, jacrev) or 'jvp' (jvp, jacfwd) when the innermost active
+    torch.func transform differentiates, else None. Not consulted while torch.compile
+    traces (its own autograd sees through the custom ops)."""
+    if torch.compiler.is_compiling():
+        return None
+    try:
+        from torch._C._functorch import TransformType, peek_interpreter_stack
+        top = peek_interpreter_stack()
+    except (ImportError, AttributeError):  # a torch without functorch's interpreters
+        return None
+    if top is None:
+        return None
+    kind = top.key()
+    if kind == TransformType.Grad:
+        return "grad/vjp/jacrev"
+    if kind == TransformType.Jvp:
+        return "jvp/jacfwd"
+    return None

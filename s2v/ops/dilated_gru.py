@@ -97,6 +97,9 @@ def validate_dilated_gru(x, state, weight_ih, weight_hh, bias_ih, bias_hh, dilat
     L = weight_ih.shape[0]
     if not 1 <= L <= MAX_LAYERS:
         raise ValueError(f"weight_ih: expected 1 to {MAX_LAYERS} layers, got {L}")
+    if weight_ih.shape[-1] != D:  # the input is the usual culprit: name it
+        raise ValueError(f"x: expected [B, T, D] with D = {weight_ih.shape[-1]} (the layer's "
+                         f"input_size), got {tuple(x.shape)}")
     check_shape("weight_ih", weight_ih, (L, 3 * D, D), "[L, 3D, D]")
     check_shape("weight_hh", weight_hh, (L, 3 * D, D), "[L, 3D, D]")
     check_shape("bias_ih", bias_ih, (L, 3 * D), "[L, 3D]")

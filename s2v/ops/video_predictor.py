@@ -268,7 +268,9 @@ def video_predictor_fused(x, xh, state, weights, biases, blend_weight, blend_bia
         *(t.contiguous() for t in rest), save)
     # Under autocast the op ran in bfloat16 (s2v.ops._autocast); hand back x's dtype.
     y, h_seq = y.to(x.dtype), h_seq.to(x.dtype)
-    return y, tuple(h_seq[f, :, -1] for f in range(flows))
+    # Copies, not views: h_seq is saved for the backward, so a caller editing a
+    # returned state in place (resetting finished sequences) would break it.
+    return y, tuple(h_seq[f, :, -1].clone() for f in range(flows))
 
 
 @torch.compiler.assume_constant_result

@@ -125,7 +125,9 @@ def test_unimplemented_backend_says_why_and_how(backend):
         from s2v.kernels._triton_support import triton_available
         if triton_available():
             assert VideoPredictor(4, backend="triton").backend == "triton"
-            with pytest.raises(BackendUnavailableError, match="cuda tensors"):
+            # On CPU tensors: where a GPU exists, move there; where none does, say so.
+            match = "cuda tensors" if torch.cuda.is_available() else "none is visible"
+            with pytest.raises(BackendUnavailableError, match=match):
                 VideoPredictor(4, backend="triton")(torch.randn(1, 1, 4, 3, 3))
         else:
             with pytest.raises(BackendUnavailableError, match="Triton is not installed"):
@@ -185,3 +187,51 @@ def test_cells_validate_backend_direction_and_flags():
         VideoPredictor(4, directional="no")
     with pytest.raises(ValueError, match="steps back"):
         DilatedResidualGRU(4, num_layers=8, dilation=100)
+
+
+@pytest.mark.parametrize("layer", ["vp", "cell", "dgru"])
+def test_function_transforms_and_states_edited_in_place(layer):
+    """torch.func's differentiating transforms run eager under 'auto' and are refused by
+    a named fused backend (they cannot see the custom ops' autograd: jvp gave zero
+    tangents); vmap runs fused. Returned states are copies: editing one in place
+    changes neither the output nor the backward."""
+    from s2v.ops.dilated_gru import dilated_gru_backends
+
+    if dilated_gru_backends.why_unavailable("cpu") is not None:
+        pytest.skip("the C++ extension s2v._C is not built")
+
+    def make(backend):
+        torch.manual_seed(0)
+        if layer == "vp":
+            return VideoPredictor(3, backend=backend), torch.randn(1, 2, 3, 5, 4)
+        if layer == "cell":
+            return DirConvGRU(2, 3, 3, "h", backend=backend), torch.randn(1, 2, 2, 5, 4)
+        return DilatedResidualGRU(4, backend=backend), torch.randn(1, 3, 4)
+
+    def first(out):
+        return out[0]
+
+    (eager, x), (auto, _), (fused, _) = make("eager"), make("auto"), make("cpu")
+    tangent = torch.ones_like(x)
+    want = torch.func.jvp(lambda v: first(eager(v)), (x,), (tangent,))[1]
+    assert want.abs().sum() > 0
+    got = torch.func.jvp(lambda v: first(auto(v)), (x,), (tangent,))[1]
+    assert torch.allclose(got, want, atol=1e-6)
+    grad_auto = torch.func.grad(lambda v: first(auto(v)).sum())(x)
+    assert torch.allclose(grad_auto, torch.func.grad(lambda v: first(eager(v)).sum())(x),
+                          atol=1e-6)
+    for transform in (lambda f: torch.func.jvp(f, (x,), (tangent,)),
+                      lambda f: torch.func.grad(lambda v: f(v).sum())(x)):
+        with pytest.raises(NotImplementedError, match="torch.func"):
+            transform(lambda v: first(fused(v)))
+    batched = torch.func.vmap(lambda v: first(fused(v[None])))(x)
+    assert torch.allclose(batched[:, 0], first(eager(x)), atol=1e-5)
+
+    xg = x.clone().requires_grad_(True)
+    y, state = fused(xg)
+    kept = y.detach().clone()
+    for s in (state if isinstance(state, tuple) else (state,)):
+        s.zero_()
+    assert torch.equal(y.detach(), kept)
+    y.sum().backward()
+    assert xg.grad is not None and torch.isfinite(xg.grad).all()
