@@ -109,8 +109,8 @@ class OpBackends:
 
 
 def _differentiating_transform() -> str | None:
-    """'grad' (grad, vjp, jacrev) or 'jvp' (jvp, jacfwd) when the innermost active
-    torch.func transform differentiates, else None. Not consulted while torch.compile
+    """The names of the innermost active torch.func transform when it differentiates
+    ('grad/vjp/jacrev' or 'jvp/jacfwd'), else None. Not consulted while torch.compile
     traces (its own autograd sees through the custom ops)."""
     if torch.compiler.is_compiling():
         return None
