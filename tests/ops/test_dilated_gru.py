@@ -131,8 +131,10 @@ def test_rejects_bad_arguments():
         dilated_gru(x[:, :0], None, *args)
     with pytest.raises(TypeError, match="floating"):
         dilated_gru(x.long(), None, *args)
-    with pytest.raises(ValueError, match="weight_ih"):
-        dilated_gru(torch.randn(1, 5, 3), None, *args)
+    with pytest.raises(ValueError, match=r"x: expected \[B, T, D\] with D = 4"):
+        dilated_gru(torch.randn(1, 5, 3), None, *args)  # the input's size is named
+    with pytest.raises(ValueError, match="weight_hh"):
+        dilated_gru(x, None, args[0], args[1][:, :6], *args[2:])
     with pytest.raises(ValueError, match=r"state\[1\]"):
         dilated_gru(x, (torch.zeros(1, 1, 4), torch.zeros(1, 1, 4)), *args)
     with pytest.raises(ValueError, match="tuple of 2"):
