@@ -10,6 +10,11 @@ def backend_property(registry, on_set=None) -> property:
         return self._backend
 
     def set_(self, value: str) -> None:
+        owner = getattr(self, "_backend_owner", None)
+        if owner is not None:  # e.g. a VideoPredictor's cells: the layer runs them all
+            raise AttributeError(f"this {type(self).__name__} is part of a {owner}, which "
+                                 f"runs the kernels of all its cells: set the {owner}'s "
+                                 f"backend instead")
         self._backend = registry.check(value)
         if on_set is not None:
             on_set(self, self._backend)

@@ -48,8 +48,11 @@ class VideoPredictor(nn.Module):
         self.reset_parameters()
 
     def _show_backend(self, backend: str) -> None:
+        # The cells only hold weights: they display the layer's backend, and setting
+        # one of theirs directly (which would change nothing) is refused.
         for cell in self.cells:
-            cell.backend = backend
+            cell._backend = backend
+            cell._backend_owner = type(self).__name__
 
     backend = backend_property(video_predictor_backends, _show_backend)
 

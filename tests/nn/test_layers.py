@@ -189,6 +189,7 @@ def test_cells_validate_backend_direction_and_flags():
         DilatedResidualGRU(4, num_layers=8, dilation=100)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 @pytest.mark.parametrize("layer", ["vp", "cell", "dgru"])
 def test_function_transforms_and_states_edited_in_place(layer):
     """torch.func's differentiating transforms run eager under 'auto' and are refused by
@@ -235,3 +236,13 @@ def test_function_transforms_and_states_edited_in_place(layer):
     assert torch.equal(y.detach(), kept)
     y.sum().backward()
     assert xg.grad is not None and torch.isfinite(xg.grad).all()
+
+
+def test_video_predictor_cells_take_the_layers_backend_only():
+    vp = VideoPredictor(3, backend="eager")
+    with pytest.raises(AttributeError, match="set the VideoPredictor's backend"):
+        vp.cells[0].backend = "cpu"
+    vp.backend = "auto"
+    assert all(cell.backend == "auto" for cell in vp.cells)
+    import copy
+    assert copy.deepcopy(vp).cells[1].backend == "auto"
