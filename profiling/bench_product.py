@@ -149,15 +149,23 @@ def generation_row(config: str, S: int, T: int, dev, device: str, reps: int, pea
         print(f"{S} px {config} {backend:>7}: generate {times[backend]:.2f} ms/frame "
               f"({1000 / 20 / times[backend]:.2f}x real time at 20 fps)", flush=True)
         del work
-    return {"name": f"generate_s{S}_{config_slug(config)}", "pass": "generate", "dtype": "fp32",
-            "shape": {"size": S, "chunk": T, "config": config},
-            "times_ms": round_times(times, 3),
-            "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops),
-            "gflops": {k: round(flops / v / 1e6, 2) for k, v in times.items()},
-            "peak_mem_mb": {}, "flops": flops, "reps": reps,
-            "speedup_vs_eager": {k: round(times["eager"] / v, 3)
-                                 for k, v in times.items() if k != "eager"},
-            "x_real_time_20fps": {k: round(50.0 / v, 3) for k, v in times.items()}}
+    return product_row(f"generate_s{S}_{config_slug(config)}", "generate", times,
+                       {"size": S, "chunk": T, "config": config}, flops, reps, peaks)
+
+
+def product_row(name: str, pas: str, times: dict, shape: dict, flops: float, reps: int,
+                peaks) -> dict:
+    """One benchmark row (schema in common.py) from the per-backend medians."""
+    row = {"name": name, "pass": pas, "dtype": "fp32", "shape": shape,
+           "times_ms": round_times(times, 3),
+           "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops),
+           "gflops": {k: round(flops / v / 1e6, 2) for k, v in times.items()},
+           "peak_mem_mb": {}, "flops": flops, "reps": reps,
+           "speedup_vs_eager": {k: round(times["eager"] / v, 3)
+                                for k, v in times.items() if k != "eager"}}
+    if pas == "generate":
+        row["x_real_time_20fps"] = {k: round(50.0 / v, 3) for k, v in times.items()}
+    return row
 
 
 def main(argv=None) -> int:
@@ -208,21 +216,12 @@ def main(argv=None) -> int:
                   f"{gen_ms[backend]:.2f} ms/frame ({1000 / 20 / gen_ms[backend]:.2f}x real "
                   f"time at 20 fps)", flush=True)
             del work
-        for name, pas, times, shape in (
-                (f"train_iter_s{S}_t{T}_b1", "train", train_ms,
-                 {"size": S, "frames": T, "batch": 1, "config": "full"}),
-                (f"generate_s{S}", "generate", gen_ms,
-                 {"size": S, "chunk": T, "config": "full"})):
-            row = {"name": name, "pass": pas, "dtype": "fp32", "shape": shape,
-                   "times_ms": round_times(times, 3),
-                   "floor_ms": peaks_mod.floor_ms(peaks, "fp32", flops[pas]),
-                   "gflops": {k: round(flops[pas] / v / 1e6, 2) for k, v in times.items()},
-                   "peak_mem_mb": {}, "flops": flops[pas], "reps": reps,
-                   "speedup_vs_eager": {k: round(times["eager"] / v, 3)
-                                        for k, v in times.items() if k != "eager"}}
-            if pas == "generate":
-                row["x_real_time_20fps"] = {k: round(50.0 / v, 3) for k, v in times.items()}
-            benchmarks.append(row)
+        benchmarks.append(product_row(f"train_iter_s{S}_t{T}_b1", "train", train_ms,
+                                      {"size": S, "frames": T, "batch": 1, "config": "full"},
+                                      flops["train"], reps, peaks))
+        benchmarks.append(product_row(f"generate_s{S}", "generate", gen_ms,
+                                      {"size": S, "chunk": T, "config": "full"},
+                                      flops["generate"], reps, peaks))
         benchmarks += [generation_row(c, S, T, dev, args.device, reps, peaks)
                        for c in configs if c != "full"]
     path = write_results("product", benchmarks, tests, device=args.device, out_dir=args.out,

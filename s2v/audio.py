@@ -131,6 +131,17 @@ def power_mel(wave: torch.Tensor, sample_rate: int, bands: int = 64, *,
     return mel(torch.nn.functional.pad(wave.to(torch.float64), (half, half)))
 
 
+def chunk_width(chunk: float, hop_sec: float = STFT_HOP_SEC) -> int:
+    """W: spectrogram frames per chunk (SPEC §1: Python's round, 0.085 s -> 8)."""
+    return int(round(chunk / hop_sec))
+
+
+def first_frame_seconds(chunk: float, hop_sec: float = STFT_HOP_SEC) -> float:
+    """Seconds of sound before video frame 0 has its whole chunk: W spectrogram
+    frames, the first centred on sample 0, so the chunk ends W - 1 hops in."""
+    return (chunk_width(chunk, hop_sec) - 1) * hop_sec
+
+
 def chunk_starts(n_frames: int, fps: float, chunk: float,
                  hop_sec: float = STFT_HOP_SEC) -> torch.Tensor:
     """First spectrogram frame of each chunk; chunk i belongs to video frame i.
@@ -139,7 +150,7 @@ def chunk_starts(n_frames: int, fps: float, chunk: float,
     the published ``i · round(100 / fps)`` whenever fps divides 100 and keeps sound
     and picture in sync otherwise. A chunk must fit: ``start + W ≤ n_frames``.
     """
-    width = int(round(chunk / hop_sec))
+    width = chunk_width(chunk, hop_sec)
     rate = 1.0 / hop_sec
     if n_frames < width:
         return torch.zeros(0, dtype=torch.long)
@@ -216,7 +227,7 @@ def features(wave: torch.Tensor, sample_rate: int, fps: float, kind: str = "lms"
                          f"{bands}, {n_mfcc}")
     mel = power_mel(wave, sample_rate, bands, fmin=fmin, fmax=fmax, win_sec=win_sec,
                     hop_sec=hop_sec)
-    width = int(round(chunk / hop_sec))
+    width = chunk_width(chunk, hop_sec)
     starts = chunk_starts(mel.shape[1], fps, chunk, hop_sec).to(mel.device)
     if starts.numel() == 0:
         return torch.zeros(0, n_mfcc if kind == "mfcc" else bands)
@@ -240,7 +251,7 @@ class FeatureStream:
         features(torch.zeros(1), sample_rate, fps, kind, bands, chunk, n_mfcc=n_mfcc,
                  fmin=fmin, fmax=fmax, win_sec=win_sec, hop_sec=hop_sec)  # validates
         self.kind, self.n_mfcc, self.fps, self.hop_sec = kind, n_mfcc, fps, hop_sec
-        self.width = int(round(chunk / hop_sec))
+        self.width = chunk_width(chunk, hop_sec)
         self.mel = _MelFrames(sample_rate, bands, fmin, fmax, win_sec, hop_sec, device)
         half = self.mel.n_fft // 2
         self.samples = torch.zeros(half, dtype=torch.float64, device=device)  # left pad

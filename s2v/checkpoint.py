@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import errno
 import os
-import tempfile
+import uuid
 import zipfile
+from typing import BinaryIO, Callable
 
 import torch
 
@@ -37,15 +38,21 @@ def first_line(exc: BaseException, limit: int = 160) -> str:
 
 
 def save_atomic(obj: dict, path: str, what: str = "checkpoint") -> None:
-    """Write to a temporary file in the same folder, fsync, then rename over ``path``:
-    a crash or a full disk never leaves a truncated file in its place (errors name
-    ``what`` was being written)."""
+    """``torch.save(obj)`` to ``path`` through :func:`write_atomic`."""
+    write_atomic(path, lambda f: torch.save(obj, f), what)
+
+
+def write_atomic(path: str, write: Callable[[BinaryIO], object], what: str) -> None:
+    """Let ``write`` fill a temporary file in the same folder, fsync, then rename it
+    over ``path``: a crash or a full disk never leaves a truncated file in its place
+    (errors name ``what`` was being written). The file gets the umask's permissions."""
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+    tmp = os.path.join(folder, f".s2v-{uuid.uuid4().hex[:12]}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
         try:
             with os.fdopen(fd, "wb") as f:
-                torch.save(obj, f)
+                write(f)
                 f.flush()
                 os.fsync(f.fileno())
         except (RuntimeError, OSError) as exc:

@@ -23,8 +23,8 @@ from typing import Optional, Tuple
 import numpy as np
 import torch
 
-from .audio import STFT_HOP_SEC
 from .audio import features as audio_features
+from .audio import first_frame_seconds
 from .checkpoint import first_line, save_atomic
 
 CACHE_VERSION = 1
@@ -197,8 +197,7 @@ def prepare_clip(path, run_dir, options: ClipOptions = ClipOptions(), seq_len: i
         # num_frames counts frames that have both a picture and a complete sound
         # chunk (SPEC §1), so it is not the file's duration times fps; frame i's
         # chunk ends one analysis window after i / fps.
-        window = (round(options.chunk / STFT_HOP_SEC) - 1) * STFT_HOP_SEC
-        seconds = (needed - 1) / options.fps + window
+        seconds = (needed - 1) / options.fps + first_frame_seconds(options.chunk)
         got = f"{clip.num_frames} frame{'' if clip.num_frames == 1 else 's'}"
         raise MediaError(
             f"{path}: too short: it gives {got} with sound at {options.fps:g} fps, but "

@@ -169,6 +169,7 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
     detectors = load_detectors(inception=inception, vgg=vgg, i3d=i3d, device=device)
     g = load(checkpoint, device, backend)
     cfg = g.s2v_config["data"]
+    checkpoint_file = ckpt.resolve(checkpoint)
     if video is None:
         video = cfg["video"]
         if not os.path.isfile(video):
@@ -178,14 +179,13 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
         check_input_file(video, "a video file", "--video")
     if json_path is not None:  # checked before minutes of work, not after
         json_path = check_output_file(json_path, "--json",
-                                      inputs=((ckpt.resolve(checkpoint), "the checkpoint"),
+                                      inputs=((checkpoint_file, "the checkpoint"),
                                               (video, "the video being evaluated")))
     options = ClipOptions(size=cfg["size"], fps=cfg["fps"],
                           crop=tuple(cfg["crop"]) if cfg["crop"] else None,
                           feature_kind=cfg["feature_kind"], bands=cfg["bands"],
                           chunk=cfg["chunk"])
-    path = ckpt.resolve(checkpoint)
-    run_dir = os.path.dirname(path)
+    run_dir = os.path.dirname(checkpoint_file)
     with tempfile.TemporaryDirectory() as scratch:
         cache = run_dir if os.access(run_dir, os.W_OK) else scratch
         clip = prepare_clip(video, cache, options, cfg["seq_len"], progress)
@@ -206,28 +206,9 @@ def evaluate(checkpoint, video=None, json_path=None, device: str = "cpu",
     result.update({"baseline_mean_frame": baseline, "step": g.s2v_step,
                    "video": os.fspath(video)})
     if json_path is not None:
-        write_json_atomic(result, json_path)
+        ckpt.write_atomic(json_path, lambda f: f.write(json.dumps(result, indent=2).encode()),
+                          "metrics JSON")
     return result
-
-
-def write_json_atomic(obj: dict, path: str) -> None:
-    """Write ``obj`` as JSON to a temporary file beside ``path``, then rename it over
-    ``path``: an interrupted or failed write never leaves a truncated file there."""
-    from .media import partial_path
-
-    tmp = partial_path(path, ".part")
-    # (os.open rather than mkstemp: the file gets the umask's permissions, not 0600)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(obj, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
 
 
 FORMATS = (("mse", "{:.5f}"), ("psnr", "{:.2f} dB"), ("ssim", "{:.4f}"),

@@ -18,7 +18,7 @@ import warnings
 import torch
 
 from . import checkpoint as ckpt
-from .audio import FeatureStream
+from .audio import FeatureStream, first_frame_seconds
 from .devices import tune_for_fixed_shapes
 from .evaluation import load
 from .metrics import to_unit
@@ -133,7 +133,7 @@ def generate(checkpoint, audio, out, seed: int = 0, device: str = "cpu",
                 # The first frame needs its whole analysis window (SPEC §1: W
                 # spectrogram frames, the first centred on sample 0) and half a frame
                 # period of sound.
-                needed = max((stream.width - 1) * stream.hop_sec, 0.5 / fps)
+                needed = max(first_frame_seconds(cfg["chunk"]), 0.5 / fps)
                 raise MediaError(f"{audio}: too short to drive even one frame "
                                  f"({samples / SAMPLE_RATE:.3f} s of sound; the first frame "
                                  f"at {fps:g} fps needs at least {needed:.3f} s)")

@@ -107,24 +107,12 @@ def check_output_file(path, flag: str, inputs=()) -> str:
     return path
 
 
-def partial_path(path: str, suffix: str = ".part.mp4") -> str:
+def partial_path(path: str) -> str:
     """A fresh name beside ``path`` for writing it before the final rename: hidden,
-    unique (a user's own ``OUT.part.mp4`` is never touched), ending in ``suffix``.
-
-    ``path``'s own name is shortened as needed so that the temporary name stays
-    within the file system's limit on a name (255 bytes on most): any name the
-    user may give must also work with the additions."""
-    folder, name = os.path.split(os.path.abspath(path))
-    tail = f".{uuid.uuid4().hex[:12]}{suffix}"
-    try:
-        limit = os.pathconf(folder, "PC_NAME_MAX")
-    except (OSError, ValueError):
-        limit = 255
-    room = max(1, limit - 1 - len(os.fsencode(tail)))
-    encoded = os.fsencode(name)
-    if len(encoded) > room:  # cut on a character boundary
-        name = encoded[:room].decode(errors="ignore")
-    return os.path.join(folder, f".{name}{tail}")
+    unique (a user's own ``OUT.part.mp4`` is never touched) and short (a name at the
+    file system's limit still works), ending in ``.mp4``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    return os.path.join(folder, f".s2v-{uuid.uuid4().hex[:12]}.part.mp4")
 
 
 def _ffmpeg_path(path: str) -> str:

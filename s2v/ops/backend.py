@@ -82,7 +82,7 @@ class OpBackends:
         ops' autograd (torch.library custom ops) is invisible to those transforms,
         which gave zero tangents (jvp) or an unrelated error (grad). vmap is fine."""
         self.check(backend)
-        transform = _differentiating_transform()
+        transform = None if backend == "eager" else _differentiating_transform()
         if backend == "auto":
             if transform is not None:
                 return self._impls["eager"]
@@ -100,7 +100,7 @@ class OpBackends:
                 f"backend {backend!r} of {self.op_name} runs on {wanted} tensors, but the "
                 f"input is on {device}; move the module and inputs to {wanted} or use "
                 f"backend='auto'")
-        if transform is not None and backend != "eager":
+        if transform is not None:
             raise NotImplementedError(
                 f"backend {backend!r} of {self.op_name} does not support torch.func's "
                 f"{transform} transforms; use backend='eager' or 'auto' under them "
