@@ -47,7 +47,9 @@ def format_report(info: dict) -> str:
              f"GPU: {info['gpu'] or 'none visible to torch'}",
              "extension s2v._C: " + (
                  f"built (CUDA part: {'yes, ' + ext.get('cuda_archs', '') if ext.get('with_cuda') else 'no'}"
-                 f", OpenMP: {'yes' if ext.get('with_openmp') else 'no'})"
+                 f", OpenMP: {'yes' if ext.get('with_openmp') else 'no'}"
+                 f", video predictor CPU taps: "
+                 f"{'AVX-512 kernel' if ext.get('cpu_fused_taps') else 'one GEMM per tap'})"
                  if ext.get("available") else f"not available: {ext.get('error')}"),
              "backends:"]
     for op, backends in info["backends"].items():

@@ -98,6 +98,67 @@ def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B, gates, mo
         assert rel_err(a, b) < FP32_TOL, f"gradient of input {i}"
 
 
+TAP_CASES = [
+    # variant, C, H, W, k, T, B: channel counts that give every column-panel
+    # shape of the AVX-512 tap kernel (O = 2·C_hid and C_hid, up to 64 columns a
+    # panel, tails of 1-15) and frames whose interior span is not a multiple of
+    # its 6-row tiles.
+    pytest.param("dir", 1, 9, 10, 3, 2, 1, id="dir-c1-9x10-k3"),
+    pytest.param("dir", 40, 12, 9, 3, 2, 1, id="dir-c40-12x9-k3"),
+    pytest.param("basic", 33, 10, 13, 5, 2, 2, id="basic-c33-10x13-k5"),
+    pytest.param("dir", 7, 23, 17, 5, 3, 1, id="dir-c7-23x17-k5"),
+]
+
+
+@pytest.mark.parametrize("taps", ["fused", "gemm"])
+@pytest.mark.parametrize("variant,C,H,W,k,T,B", TAP_CASES)
+def test_both_tap_paths_match_eager(variant, C, H, W, k, T, B, taps, monkeypatch):
+    """S2V_VP_CPU_TAPS=gemm runs one library GEMM per tap (the path of CPUs without
+    AVX-512); otherwise the AVX-512 register-blocked kernel runs where the CPU has
+    it. Forward and every gradient against eager, for both."""
+    if taps == "gemm":
+        monkeypatch.setenv("S2V_VP_CPU_TAPS", "gemm")
+    directional = variant == "dir"
+    torch.manual_seed(C * 1000 + H * 10 + k)
+    weights, biases, blend_w, blend_b = make_layer(C, k, directional)
+    C_hid = C if directional else C + 1
+    flows = 5 if directional else 1
+    x, xh = torch.randn(B, T, C, H, W), torch.randn(B, T, C, H, W)
+    state = [torch.randn(B, C_hid, H, W) * 0.5 for _ in range(flows)]
+    dy = torch.randn(B, T, C, H, W)
+    dstate = [torch.randn(B, C_hid, H, W) for _ in range(flows)]
+    args = (x, xh, state, weights, biases, blend_w, blend_b, dy, dstate)
+    y_ref, s_ref, g_ref = run_layer("eager", *args)
+    y, s, g = run_layer("cpu", *args)
+    assert rel_err(y, y_ref) < FP32_TOL
+    for a, b in zip(s, s_ref):
+        assert rel_err(a, b) < FP32_TOL
+    for i, (a, b) in enumerate(zip(g, g_ref)):
+        assert rel_err(a, b) < FP32_TOL, f"gradient of input {i}"
+
+
+def test_fused_taps_are_deterministic_across_thread_counts():
+    """Each output row of the AVX-512 tap kernel sums in a fixed order whatever the
+    thread split (resumed training runs rely on bit-identical steps)."""
+    weights, biases, blend_w, blend_b = make_layer(6, 3, True)
+    x, xh = torch.randn(1, 2, 6, 17, 15), torch.randn(1, 2, 6, 17, 15)
+    state = [torch.randn(1, 6, 17, 15) for _ in range(5)]
+    dy = torch.randn(1, 2, 6, 17, 15)
+    dstate = [torch.zeros(1, 6, 17, 15) for _ in range(5)]
+    args = (x, xh, state, weights, biases, blend_w, blend_b, dy, dstate)
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        y1, _, g1 = run_layer("cpu", *args)
+        torch.set_num_threads(2)
+        y2, _, g2 = run_layer("cpu", *args)
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(y1, y2)
+    for a, b in zip(g1, g2):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("k", [3, 5])
 @pytest.mark.parametrize("orientation,direction",
                          [(None, 1), ("h", 1), ("h", -1), ("w", 1), ("w", -1)],
