@@ -1,16 +1,19 @@
-// Register-blocked shifted-tap products; contract in shifted_tap_gemm.h.
+// Register-blocked tap convolutions; contract in shifted_tap_gemm.h.
 //
 // Micro-tile: kRows output rows × up to 64 columns (4 zmm each) in 24
 // accumulators, 4 weight vectors and one broadcast: 29 of the 32 zmm
 // registers. Per input channel k: 4 weight loads, 6 broadcasts from the
 // operand, 24 FMAs, so the loop is FMA-bound while the weights come from L1
-// or L2. The extension is built for baseline x86-64; this file's hot code is
-// compiled for AVX-512F through function attributes and chosen at run time.
+// or L2 (211-221 GFLOP/s on 2 Zen 4 cores, against 167-194 for the per-tap
+// MKL GEMMs it replaces; profiling/results/NOTES.md). The extension is built
+// for baseline x86-64; the hot code here is compiled for AVX-512F through
+// function attributes and chosen at run time.
 #include "video_predictor/shifted_tap_gemm.h"
 
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <vector>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define S2V_HAVE_AVX512_PATH 1
@@ -25,6 +28,7 @@ namespace {
 
 constexpr int kRows = 6;        // output rows per micro-tile
 constexpr int kVecs = 4;        // 16-float vectors per micro-tile row (64 columns)
+constexpr int kMaxTaps = 64;
 constexpr int64_t kBlock = 48;  // rows per parallel work item (8 micro-tiles)
 // Pixels per chunk of the weight gradient: a chunk of g (≤ 64 columns) and of
 // the operand stays in L2 while every work item of a thread reads it.
@@ -32,10 +36,12 @@ constexpr int64_t kWgradChunk = 256;
 
 #define S2V_AVX512 __attribute__((target("avx512f")))
 
+// out rows r < R, columns of one panel: Σ_i Σ_{k0 ≤ k < k0 + nk} src[i·kRows + r][k] ·
+// w[(i·kc + k)·ldw].
 template <int R, int NV>
-S2V_AVX512 void micro_tile(const float* a, int64_t rs, int64_t ks, const int64_t* off, int ntaps,
-                           int64_t kc, const float* w, int64_t ldw, const float* bias,
-                           float* out, int64_t ldo, bool accumulate, __mmask16 tail) {
+S2V_AVX512 void conv_tile(const float* const* src, int ntaps, int64_t kc, int64_t k0,
+                          int64_t nk, const float* w, int64_t ldw, const float* bias, float* out,
+                          int64_t ldo, bool accumulate, __mmask16 tail) {
   __m512 acc[R][NV];
 #pragma GCC unroll 8
   for (int r = 0; r < R; ++r)
@@ -47,9 +53,11 @@ S2V_AVX512 void micro_tile(const float* a, int64_t rs, int64_t ks, const int64_t
                              : _mm512_setzero_ps();
     }
   for (int i = 0; i < ntaps; ++i) {
-    const float* ai = a + off[i] * rs;
-    const float* wi = w + i * kc * ldw;
-    for (int64_t k = 0; k < kc; ++k) {
+    const float* s[R];
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) s[r] = src[i * kRows + r] + k0;
+    const float* wi = w + (i * kc + k0) * ldw;
+    for (int64_t k = 0; k < nk; ++k) {
       __m512 wv[NV];
 #pragma GCC unroll 4
       for (int v = 0; v < NV; ++v) {
@@ -58,7 +66,7 @@ S2V_AVX512 void micro_tile(const float* a, int64_t rs, int64_t ks, const int64_t
       }
 #pragma GCC unroll 8
       for (int r = 0; r < R; ++r) {
-        const __m512 b = _mm512_set1_ps(ai[r * rs + k * ks]);
+        const __m512 b = _mm512_set1_ps(s[r][k]);
 #pragma GCC unroll 4
         for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
       }
@@ -73,44 +81,136 @@ S2V_AVX512 void micro_tile(const float* a, int64_t rs, int64_t ks, const int64_t
     }
 }
 
-using TileFn = void (*)(const float*, int64_t, int64_t, const int64_t*, int, int64_t, const float*,
-                        int64_t, const float*, float*, int64_t, bool, __mmask16);
-
-template <int R>
-constexpr TileFn tile_for(int nv) {
-  return nv == 1 ? micro_tile<R, 1> : nv == 2 ? micro_tile<R, 2>
-       : nv == 3 ? micro_tile<R, 3> : micro_tile<R, 4>;
-}
-
-TileFn pick_tile(int rows, int nv) {
-  switch (rows) {
-    case 1: return tile_for<1>(nv);
-    case 2: return tile_for<2>(nv);
-    case 3: return tile_for<3>(nv);
-    case 4: return tile_for<4>(nv);
-    case 5: return tile_for<5>(nv);
-    default: return tile_for<6>(nv);
-  }
-}
-
-// Rows [r0, r1), all column panels. Panels outermost: a panel's weights
-// (ntaps·kc rows of 64 floats) are reused by every micro-tile of the block.
-void row_block(int64_t r0, int64_t r1, int64_t kc, int64_t O, const int64_t* off, int ntaps,
-               const float* a, int64_t lda, const float* w, int64_t ldw, const float* bias,
-               float* out, int64_t ldo, bool accumulate) {
-  for (int64_t c0 = 0; c0 < O; c0 += 16 * kVecs) {
-    const int64_t cols = std::min<int64_t>(16 * kVecs, O - c0);
-    const int nv = static_cast<int>((cols + 15) / 16);
-    const int rem = static_cast<int>(cols - 16 * (nv - 1));
-    const __mmask16 tail = static_cast<__mmask16>((1u << rem) - 1u);
-    for (int64_t r = r0; r < r1; r += kRows) {
-      const int rows = static_cast<int>(std::min<int64_t>(kRows, r1 - r));
-      pick_tile(rows, nv)(a + r * lda, lda, 1, off, ntaps, kc, w + c0, ldw,
-                          bias ? bias + c0 : nullptr, out + r * ldo + c0, ldo, accumulate,
-                          tail);
+// dw rows k0 + r (r < R), columns of one panel: += Σ_n src[n][k0 + r] · g[n].
+template <int R, int NV>
+S2V_AVX512 void wgrad_tile(const float* const* src, int64_t k0, int64_t len, const float* g,
+                           int64_t ldg, float* dw, int64_t ldw, __mmask16 tail) {
+  __m512 acc[R][NV];
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
+      acc[r][v] = _mm512_maskz_loadu_ps(m, dw + r * ldw + 16 * v);
+    }
+  for (int64_t n = 0; n < len; ++n) {
+    __m512 gv[NV];
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
+      gv[v] = _mm512_maskz_loadu_ps(m, g + n * ldg + 16 * v);
+    }
+    const float* s = src[n] + k0;
+#pragma GCC unroll 8
+    for (int r = 0; r < R; ++r) {
+      const __m512 b = _mm512_set1_ps(s[r]);
+#pragma GCC unroll 4
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(b, gv[v], acc[r][v]);
     }
   }
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) {
+      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
+      _mm512_mask_storeu_ps(dw + r * ldw + 16 * v, m, acc[r][v]);
+    }
 }
+
+using ConvFn = void (*)(const float* const*, int, int64_t, int64_t, int64_t, const float*,
+                        int64_t, const float*, float*, int64_t, bool, __mmask16);
+using WgradFn = void (*)(const float* const*, int64_t, int64_t, const float*, int64_t, float*,
+                         int64_t, __mmask16);
+
+template <template <int, int> class Pick, int R>
+constexpr auto by_vecs(int nv) {
+  return nv == 1 ? Pick<R, 1>::fn : nv == 2 ? Pick<R, 2>::fn
+       : nv == 3 ? Pick<R, 3>::fn : Pick<R, 4>::fn;
+}
+
+template <template <int, int> class Pick>
+auto by_rows_vecs(int rows, int nv) {
+  switch (rows) {
+    case 1: return by_vecs<Pick, 1>(nv);
+    case 2: return by_vecs<Pick, 2>(nv);
+    case 3: return by_vecs<Pick, 3>(nv);
+    case 4: return by_vecs<Pick, 4>(nv);
+    case 5: return by_vecs<Pick, 5>(nv);
+    default: return by_vecs<Pick, 6>(nv);
+  }
+}
+
+template <int R, int NV>
+struct PickConv {
+  static constexpr ConvFn fn = conv_tile<R, NV>;
+};
+template <int R, int NV>
+struct PickWgrad {
+  static constexpr WgradFn fn = wgrad_tile<R, NV>;
+};
+
+// A column panel: up to 64 columns from c0, the last vector masked.
+struct Panel {
+  int64_t c0;
+  int nv;
+  __mmask16 tail;
+};
+
+Panel panel_at(int64_t c0, int64_t O) {
+  const int64_t cols = std::min<int64_t>(16 * kVecs, O - c0);
+  const int nv = static_cast<int>((cols + 15) / 16);
+  const int rem = static_cast<int>(cols - 16 * (nv - 1));
+  return {c0, nv, static_cast<__mmask16>((1u << rem) - 1u)};
+}
+
+// Source rows of every tap for consecutive output pixels n, n + 1, ...
+// (TapFrame's rules), walking (b, y, x) instead of dividing per pixel.
+class SourceRows {
+ public:
+  SourceRows(const TapFrame& f, const int* dy, const int* dx, const float* a, int64_t lda,
+             const float* zeros)
+      : f_(f), dy_(dy), dx_(dx), a_(a), lda_(lda), zeros_(zeros) {}
+
+  void seek(int64_t n) {
+    n_ = n;
+    const int64_t HW = f_.H * f_.W;
+    b_ = n / HW;
+    const int64_t rem = n - b_ * HW;
+    y_ = rem / f_.W;
+    x_ = rem - y_ * f_.W;
+  }
+
+  const float* row(int i) const {
+    if (!f_.exact) return a_ + (n_ + dy_[i] * f_.W + dx_[i]) * lda_;
+    int64_t sy = y_ + dy_[i], sx = x_ + dx_[i];
+    if (sy < 0 || sy >= f_.H) {
+      if (!f_.clamp_rows) return zeros_;
+      sy = sy < 0 ? 0 : f_.H - 1;
+    }
+    if (sx < 0 || sx >= f_.W) {
+      if (!f_.clamp_cols) return zeros_;
+      sx = sx < 0 ? 0 : f_.W - 1;
+    }
+    return a_ + ((b_ * f_.H + sy) * f_.W + sx) * lda_;
+  }
+
+  void next() {
+    ++n_;
+    if (++x_ == f_.W) {
+      x_ = 0;
+      if (++y_ == f_.H) y_ = 0, ++b_;
+    }
+  }
+
+ private:
+  const TapFrame& f_;
+  const int* dy_;
+  const int* dx_;
+  const float* a_;
+  int64_t lda_;
+  const float* zeros_;
+  int64_t n_ = 0, b_ = 0, y_ = 0, x_ = 0;
+};
 
 }  // namespace
 
@@ -119,46 +219,80 @@ bool shifted_tap_gemm_available() {
   return ok;
 }
 
-bool shifted_tap_gemm(int64_t n, int64_t kc, int64_t O, const int64_t* off, int ntaps,
-                      const float* a, int64_t lda, const float* w, int64_t ldw,
-                      const float* bias, float* out, int64_t ldo, bool accumulate) {
-  if (!shifted_tap_gemm_available()) return false;
-  const int64_t blocks = (n + kBlock - 1) / kBlock;
+bool tap_conv_f32(int64_t N, int64_t kc, int64_t O, const TapFrame& f, const int* dy,
+                  const int* dx, int ntaps, const float* a, int64_t lda, const float* w,
+                  int64_t ldw, const float* bias, float* out, int64_t ldo, bool accumulate) {
+  if (!shifted_tap_gemm_available() || ntaps > kMaxTaps || ntaps < 1) return false;
+  const std::vector<float> zeros(kc, 0.0f);
+  const int64_t blocks = (N + kBlock - 1) / kBlock;
+  // Input channels per pass: one pass's weights of one column panel (ntaps ·
+  // nk rows of 64 floats) stay within ~256 KB of L2 while the block's 8
+  // micro-tiles read them (at C 128 all of a panel's weights are 2.4 MB).
+  const int64_t nk_max = std::max<int64_t>(16, (int64_t(1) << 18) / (ntaps * 64 * 4));
   at::parallel_for(0, blocks, 1, [&](int64_t b0, int64_t b1) {
-    row_block(b0 * kBlock, std::min(n, b1 * kBlock), kc, O, off, ntaps, a, lda, w, ldw, bias,
-              out, ldo, accumulate);
+    SourceRows rows(f, dy, dx, a, lda, zeros.data());
+    // Source rows of the block's micro-tiles: [tile][tap][row].
+    std::vector<const float*> src(kBlock * ntaps);
+    for (int64_t blk = b0; blk < b1; ++blk) {
+      const int64_t n_begin = blk * kBlock, n_end = std::min(N, n_begin + kBlock);
+      rows.seek(n_begin);
+      for (int64_t n = n_begin; n < n_end; ++n, rows.next()) {
+        const int64_t t = (n - n_begin) / kRows, r = (n - n_begin) % kRows;
+        for (int i = 0; i < ntaps; ++i) src[(t * ntaps + i) * kRows + r] = rows.row(i);
+      }
+      for (int64_t c0 = 0; c0 < O; c0 += 16 * kVecs) {
+        const Panel p = panel_at(c0, O);
+        for (int64_t k0 = 0; k0 < kc; k0 += nk_max) {
+          const int64_t nk = std::min(nk_max, kc - k0);
+          // Later passes add to what the first one wrote.
+          const bool acc = accumulate || k0 > 0;
+          const float* b = bias && k0 == 0 ? bias + c0 : nullptr;
+          for (int64_t n = n_begin; n < n_end; n += kRows) {
+            const int R = static_cast<int>(std::min<int64_t>(kRows, n_end - n));
+            const int64_t t = (n - n_begin) / kRows;
+            by_rows_vecs<PickConv>(R, p.nv)(src.data() + t * ntaps * kRows, ntaps, kc, k0, nk,
+                                            w + c0, ldw, b, out + n * ldo + c0, ldo, acc,
+                                            p.tail);
+          }
+        }
+      }
+    }
   });
   return true;
 }
 
-bool shifted_tap_wgrad(int64_t n, int64_t kc, int64_t O, const int64_t* off, int ntaps,
-                       const float* a, int64_t lda, const float* g, int64_t ldg, float* dw,
-                       int64_t ldw) {
-  if (!shifted_tap_gemm_available()) return false;
-  // Work item: (tap, kRows input channels, one panel of 64 columns), each
-  // owning its rows of dw, so the threads need no reduction. Pixels are
-  // walked in chunks outermost: a chunk of g and of the operand is reused by
-  // every item of the thread while it sits in L2 (item-outer order streamed
-  // all of g from L3 once per item).
+bool tap_conv_wgrad_f32(int64_t N, int64_t kc, int64_t O, const TapFrame& f, const int* dy,
+                        const int* dx, int ntaps, const float* a, int64_t lda, const float* g,
+                        int64_t ldg, float* dw, int64_t ldw) {
+  if (!shifted_tap_gemm_available() || ntaps > kMaxTaps || ntaps < 1) return false;
+  const std::vector<float> zeros(kc, 0.0f);
+  // Work item: (tap, kRows input channels, one column panel), tap-major, each
+  // owning its rows of dw, so the threads need no reduction and each sum runs
+  // in pixel order. Pixels are walked in chunks outermost: a chunk of g and of
+  // the operand is reused by every item of the thread while it sits in L2
+  // (item-outer order streamed all of g from L3 once per item).
   const int64_t ktiles = (kc + kRows - 1) / kRows;
   const int64_t panels = (O + 16 * kVecs - 1) / (16 * kVecs);
   const int64_t items = ntaps * ktiles * panels;
-  const int64_t zero = 0;
   at::parallel_for(0, items, 1, [&](int64_t i0, int64_t i1) {
-    for (int64_t n0 = 0; n0 < n; n0 += kWgradChunk) {
-      const int64_t len = std::min(kWgradChunk, n - n0);
+    SourceRows rows(f, dy, dx, a, lda, zeros.data());
+    std::vector<const float*> src(kWgradChunk);
+    for (int64_t n0 = 0; n0 < N; n0 += kWgradChunk) {
+      const int64_t len = std::min(kWgradChunk, N - n0);
+      int64_t have_tap = -1;
       for (int64_t it = i0; it < i1; ++it) {
-        const int64_t c0 = (it % panels) * 16 * kVecs;
-        const int64_t kt = (it / panels) % ktiles, tap = it / (panels * ktiles);
+        const int64_t tap = it / (panels * ktiles), kt = (it / panels) % ktiles;
+        if (tap != have_tap) {
+          rows.seek(n0);
+          for (int64_t n = 0; n < len; ++n, rows.next())
+            src[n] = rows.row(static_cast<int>(tap));
+          have_tap = tap;
+        }
         const int64_t k0 = kt * kRows;
-        const int rows = static_cast<int>(std::min<int64_t>(kRows, kc - k0));
-        const int64_t cols = std::min<int64_t>(16 * kVecs, O - c0);
-        const int nv = static_cast<int>((cols + 15) / 16);
-        const int rem = static_cast<int>(cols - 16 * (nv - 1));
-        const __mmask16 tail = static_cast<__mmask16>((1u << rem) - 1u);
-        pick_tile(rows, nv)(a + (n0 + off[tap]) * lda + k0, 1, lda, &zero, 1, len,
-                            g + n0 * ldg + c0, ldg, nullptr, dw + (tap * kc + k0) * ldw + c0,
-                            ldw, true, tail);
+        const int R = static_cast<int>(std::min<int64_t>(kRows, kc - k0));
+        const Panel p = panel_at((it % panels) * 16 * kVecs, O);
+        by_rows_vecs<PickWgrad>(R, p.nv)(src.data(), k0, len, g + n0 * ldg + p.c0, ldg,
+                                         dw + (tap * kc + k0) * ldw + p.c0, ldw, p.tail);
       }
     }
   });
@@ -169,13 +303,14 @@ bool shifted_tap_wgrad(int64_t n, int64_t kc, int64_t O, const int64_t* off, int
 
 bool shifted_tap_gemm_available() { return false; }
 
-bool shifted_tap_wgrad(int64_t, int64_t, int64_t, const int64_t*, int, const float*, int64_t,
-                       const float*, int64_t, float*, int64_t) {
+bool tap_conv_f32(int64_t, int64_t, int64_t, const TapFrame&, const int*, const int*, int,
+                  const float*, int64_t, const float*, int64_t, const float*, float*, int64_t,
+                  bool) {
   return false;
 }
 
-bool shifted_tap_gemm(int64_t, int64_t, int64_t, const int64_t*, int, const float*, int64_t,
-                      const float*, int64_t, const float*, float*, int64_t, bool) {
+bool tap_conv_wgrad_f32(int64_t, int64_t, int64_t, const TapFrame&, const int*, const int*, int,
+                        const float*, int64_t, const float*, int64_t, float*, int64_t) {
   return false;
 }
 

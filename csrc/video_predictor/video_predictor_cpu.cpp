@@ -12,8 +12,10 @@
 //   the GEMM itself: a 9-tap im2col block is 9× the operand). On CPUs with
 //   AVX-512 the taps of one convolution run as one register-blocked loop
 //   instead (shifted_tap_gemm.h: no per-tap operand packing, the output
-//   written once; the forward+backward went from ~485 to ~420 ms at C 32,
-//   64², T 16), and so do the weight gradients. Shifted rows are
+//   written once, each pixel's edge handling in its source pointers, so no
+//   ring below except for the backward's transposed replicate convolutions;
+//   the forward+backward went from ~485 to ~405 ms at C 32, 64², T 16), and
+//   so do the weight gradients. On the GEMM path, shifted rows are
 //   wrong only within S = k/2 pixels of an image edge (the "ring": reads that
 //   leave the image, wrap into the next row or batch, or must be clamped), so
 //   the ring's rows are recomputed exactly from an im2col gather of those few
@@ -484,8 +486,15 @@ struct Engine {
     const int64_t K = ntaps * kc + (bias ? 1 : 0);
     const int64_t R = static_cast<int64_t>(ring.size());
     at::Tensor prev;
+    const Fused fused = fused_mode(g, transposed, out, wmat);
+    if (fused == Fused::kExact) {
+      run_fused(fused, g, base, ld, kc, transposed, wmat, bias, out, accumulate);
+      return;
+    }
     if (accumulate && R) prev = out.index_select(0, ring_rows);
-    if (!ring_all && !fused_taps(g, base, ld, kc, transposed, wmat, bias, out, accumulate)) {
+    if (fused == Fused::kInterior) {
+      run_fused(fused, g, base, ld, kc, transposed, wmat, bias, out, accumulate);
+    } else if (!ring_all) {
       const int sign = transposed ? -1 : 1;
       for (int64_t i = 0; i < ntaps; ++i) {
         const int64_t off = sign * (g.taps[i].dy * p.W + g.taps[i].dx);
@@ -518,49 +527,80 @@ struct Engine {
     }
   }
 
-  // The shifted-GEMM part of tap_conv as one register-blocked pass over the
-  // interior span (shifted_tap_gemm.h), where the CPU and element type allow.
-  bool fused_taps(const FlowGeom& g, const T* base, int64_t ld, int64_t kc, bool transposed,
-                  const at::Tensor& wmat, bool bias, at::Tensor& out, bool accumulate) {
-    if constexpr (!std::is_same_v<T, float>) {
-      return false;
-    } else {
-      if (off_by_env()) return false;
-      const int ntaps = static_cast<int>(g.taps.size());
-      const int sign = transposed ? -1 : 1;
-      int64_t offs[64];
-      if (ntaps > 64 || out.stride(1) != 1 || !wmat.is_contiguous()) return false;
-      for (int i = 0; i < ntaps; ++i) offs[i] = sign * (g.taps[i].dy * p.W + g.taps[i].dx);
-      const int64_t O = out.size(1), K = ntaps * kc + (bias ? 1 : 0);
+  // How tap_conv runs its taps: as one register-blocked pass
+  // (shifted_tap_gemm.h) where the CPU and element type allow, else one GEMM
+  // per tap. The pass is exact (every pixel, edges included: no ring to
+  // recompute) for a forward convolution and for a transposed one without
+  // replicate padding (its adjoint is zero padding with the offsets negated);
+  // a transposed replicate convolution sums several source pixels at the
+  // edges, so there it covers the interior span and the ring gather fixes the rest.
+  enum class Fused { kNone, kInterior, kExact };
+
+  Fused fused_mode(const FlowGeom& g, bool transposed, const at::Tensor& out,
+                   const at::Tensor& wmat) const {
+    if (!std::is_same_v<T, float> || !fused_taps_allowed(g) || out.stride(1) != 1 ||
+        !wmat.is_contiguous())
+      return Fused::kNone;
+    if (!transposed || (!g.rep_rows && !g.rep_cols)) return Fused::kExact;
+    return ring_all ? Fused::kNone : Fused::kInterior;
+  }
+
+  void run_fused(Fused mode, const FlowGeom& g, const T* base, int64_t ld, int64_t kc,
+                 bool transposed, const at::Tensor& wmat, bool bias, at::Tensor& out,
+                 bool accumulate) {
+    if constexpr (std::is_same_v<T, float>) {
+      std::vector<int> dy, dx;
+      tap_offsets(g, transposed, dy, dx);
+      const bool exact = mode == Fused::kExact;
+      const TapFrame frame{p.H, p.W, exact, g.rep_rows, g.rep_cols};
+      const int64_t O = out.size(1), K = static_cast<int64_t>(dy.size()) * kc + (bias ? 1 : 0);
+      const int64_t first = exact ? 0 : g0, rows = exact ? N : gn;
       const float* w = wmat.data_ptr<float>();
-      return shifted_tap_gemm(gn, kc, O, offs, ntaps, base + g0 * ld, ld, w, O,
-                              bias ? w + (K - 1) * O : nullptr,
-                              out.data_ptr<float>() + g0 * out.stride(0), out.stride(0),
-                              accumulate);
+      const bool ran = tap_conv_f32(
+          rows, kc, O, frame, dy.data(), dx.data(), static_cast<int>(dy.size()),
+          base + first * ld, ld, w, O, bias ? w + (K - 1) * O : nullptr,
+          out.data_ptr<float>() + first * out.stride(0), out.stride(0), accumulate);
+      TORCH_CHECK(ran, "s2v internal error: the fused tap loop refused a call fused_mode allowed");
     }
   }
 
-  // The backward's weight-gradient GEMMs over the interior span (the ring rows
-  // of DA are zero), register-blocked as in fused_taps: dru += (shifted
-  // [h, x])ᵀ · DA's r, u columns, dox += (shifted [x, q])ᵀ · DA's c column.
+  // The backward's weight gradients of flow g over every pixel (edges exact),
+  // register-blocked as in fused_taps: dru += (taps of [h, x])ᵀ · DA's r, u
+  // columns, dox += (taps of [x, q])ᵀ · DA's c columns.
   bool fused_wgrad(const FlowGeom& g, const T* bp, const at::Tensor& DA, at::Tensor& dru,
                    at::Tensor& dox) {
     if constexpr (!std::is_same_v<T, float>) {
       return false;
     } else {
-      if (off_by_env()) return false;
-      const int ntaps = static_cast<int>(g.taps.size());
-      int64_t offs[64];
-      if (ntaps > 64 || DA.stride(1) != 1 || !dru.is_contiguous() || !dox.is_contiguous())
+      if (!fused_taps_allowed(g) || DA.stride(1) != 1 || !dru.is_contiguous() ||
+          !dox.is_contiguous())
         return false;
-      for (int i = 0; i < ntaps; ++i) offs[i] = g.taps[i].dy * p.W + g.taps[i].dx;
+      std::vector<int> dy, dx;
+      tap_offsets(g, false, dy, dx);
+      const TapFrame frame{p.H, p.W, true, g.rep_rows, g.rep_cols};
       const int64_t L = 2 * Ch + C, lg = DA.stride(0);
-      const float* da = DA.data_ptr<float>() + g0 * lg;
-      const float* a = bp + g0 * L;
-      return shifted_tap_wgrad(gn, Ctot, 2 * Ch, offs, ntaps, a, L, da, lg,
-                               dru.data_ptr<float>(), 2 * Ch) &&
-             shifted_tap_wgrad(gn, Ctot, Ch, offs, ntaps, a + Ch, L, da + 2 * Ch, lg,
-                               dox.data_ptr<float>(), Ch);
+      const int nt = static_cast<int>(dy.size());
+      const float* da = DA.data_ptr<float>();
+      return tap_conv_wgrad_f32(N, Ctot, 2 * Ch, frame, dy.data(), dx.data(), nt, bp, L, da, lg,
+                                dru.data_ptr<float>(), 2 * Ch) &&
+             tap_conv_wgrad_f32(N, Ctot, Ch, frame, dy.data(), dx.data(), nt, bp + Ch, L,
+                                da + 2 * Ch, lg, dox.data_ptr<float>(), Ch);
+    }
+  }
+
+  // Whether the fused loops may run flow g: the CPU has them, they take its
+  // tap count, and S2V_VP_CPU_TAPS does not ask for the GEMM path.
+  static bool fused_taps_allowed(const FlowGeom& g) {
+    return shifted_tap_gemm_available() && g.taps.size() <= 64 && !off_by_env();
+  }
+
+  // The taps' offsets, negated for a transposed convolution.
+  static void tap_offsets(const FlowGeom& g, bool transposed, std::vector<int>& dy,
+                          std::vector<int>& dx) {
+    const int sign = transposed ? -1 : 1;
+    for (const Tap& t : g.taps) {
+      dy.push_back(sign * t.dy);
+      dx.push_back(sign * t.dx);
     }
   }
 
@@ -887,12 +927,15 @@ void backward_cpu(const Problem& p, const T* dy, const T* dh_seq, const T* dh_la
         at::Tensor& dox = dW_o[fg.cell];
         dru[K].add_(DA.narrow(1, 0, 2 * Ch).sum(0));
         dox[K].add_(DA.narrow(1, 2 * Ch, Ch).sum(0));
+        // The fused loops cover every pixel exactly; the GEMM path below runs
+        // the interior span and adds the ring from a gather.
+        if (e.fused_wgrad(fg, bp, DA, dru, dox)) continue;
         at::Tensor da_ring;
         if (R) {
           da_ring = DA.index_select(0, e.ring_rows);
           DA.index_fill_(0, e.ring_rows, 0);
         }
-        if (!e.ring_all && !e.fused_wgrad(fg, bp, DA, dru, dox)) {
+        if (!e.ring_all) {
           for (int64_t i = 0; i < m.ntaps; ++i) {
             const int64_t off = fg.taps[i].dy * W + fg.taps[i].dx;
             // Only the interior span: the ring rows of DA are zero here.

@@ -101,12 +101,15 @@ def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B, gates, mo
 TAP_CASES = [
     # variant, C, H, W, k, T, B: channel counts that give every column-panel
     # shape of the AVX-512 tap kernel (O = 2·C_hid and C_hid, up to 64 columns a
-    # panel, tails of 1-15) and frames whose interior span is not a multiple of
-    # its 6-row tiles.
+    # panel, tails of 1-15), frames whose pixel count is not a multiple of its
+    # 6-row tiles or 48-row blocks, and more than 256 pixels (the weight
+    # gradient's chunk).
     pytest.param("dir", 1, 9, 10, 3, 2, 1, id="dir-c1-9x10-k3"),
     pytest.param("dir", 40, 12, 9, 3, 2, 1, id="dir-c40-12x9-k3"),
     pytest.param("basic", 33, 10, 13, 5, 2, 2, id="basic-c33-10x13-k5"),
     pytest.param("dir", 7, 23, 17, 5, 3, 1, id="dir-c7-23x17-k5"),
+    # wide enough for the kernel to split the input channels into passes
+    pytest.param("basic", 70, 7, 8, 3, 1, 1, id="basic-c70-7x8-k3"),
 ]
 
 
