@@ -477,9 +477,11 @@ struct Engine {
   // pixel-major operand `base` (pixel n's kc channels at base + n·ld, with M
   // margin rows around) by wmat [ntaps·kc (+1 bias row), O], tap i's rows
   // i·kc .. (i+1)·kc. Transposed: the adjoint (gather form, offsets negated).
-  // Each tap is one GEMM on the operand shifted by the tap's offset (no im2col
-  // copy: at these sizes the copy cost as much as the GEMM); the ring pixels,
-  // where a shift is not the tap's read, are then recomputed by a gather.
+  // Runs as one fused pass where fused_mode allows (exact, or the interior span
+  // plus the ring below); else each tap is one GEMM on the operand shifted by
+  // the tap's offset (no im2col copy: at these sizes the copy cost as much as
+  // the GEMM), and the ring pixels, where a shift is not the tap's read, are
+  // then recomputed by a gather.
   void tap_conv(const FlowGeom& g, const T* base, int64_t ld, int64_t kc, bool transposed,
                 const at::Tensor& wmat, bool bias, at::Tensor& out, bool accumulate) {
     const int64_t ntaps = static_cast<int64_t>(g.taps.size());
@@ -565,7 +567,7 @@ struct Engine {
   }
 
   // The backward's weight gradients of flow g over every pixel (edges exact),
-  // register-blocked as in fused_taps: dru += (taps of [h, x])ᵀ · DA's r, u
+  // register-blocked as in run_fused: dru += (taps of [h, x])ᵀ · DA's r, u
   // columns, dox += (taps of [x, q])ᵀ · DA's c columns.
   bool fused_wgrad(const FlowGeom& g, const T* bp, const at::Tensor& DA, at::Tensor& dru,
                    at::Tensor& dox) {
