@@ -36,6 +36,45 @@ constexpr int64_t kWgradChunk = 256;
 
 #define S2V_AVX512 __attribute__((target("avx512f")))
 
+#define S2V_AVX512_INLINE __attribute__((target("avx512f"), always_inline)) inline
+
+// One row of a column panel: NV vectors at p, the last one masked by tail.
+template <int NV>
+S2V_AVX512_INLINE void load_row(__m512 (&x)[NV], const float* p, __mmask16 tail) {
+#pragma GCC unroll 4
+  for (int v = 0; v < NV; ++v)
+    x[v] = _mm512_maskz_loadu_ps(v == NV - 1 ? tail : __mmask16(0xFFFF), p + 16 * v);
+}
+
+template <int R, int NV>
+S2V_AVX512_INLINE void load_rows(__m512 (&acc)[R][NV], const float* p, int64_t ld,
+                                 __mmask16 tail) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) load_row<NV>(acc[r], p + r * ld, tail);
+}
+
+template <int R, int NV>
+S2V_AVX512_INLINE void store_rows(float* p, int64_t ld, const __m512 (&acc)[R][NV],
+                                  __mmask16 tail) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r)
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v)
+      _mm512_mask_storeu_ps(p + r * ld + 16 * v, v == NV - 1 ? tail : __mmask16(0xFFFF),
+                            acc[r][v]);
+}
+
+// acc[r] += scalar(r) · x for every row r: the tile's FMA block.
+template <int R, int NV, class Scalar>
+S2V_AVX512_INLINE void fma_rows(__m512 (&acc)[R][NV], const __m512 (&x)[NV], Scalar scalar) {
+#pragma GCC unroll 8
+  for (int r = 0; r < R; ++r) {
+    const __m512 b = _mm512_set1_ps(scalar(r));
+#pragma GCC unroll 4
+    for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(b, x[v], acc[r][v]);
+  }
+}
+
 // out rows r < R, columns of one panel: Σ_i Σ_{k0 ≤ k < k0 + nk} src[i·kRows + r][k] ·
 // w[(i·kc + k)·ldw].
 template <int R, int NV>
@@ -43,15 +82,16 @@ S2V_AVX512 void conv_tile(const float* const* src, int ntaps, int64_t kc, int64_
                           int64_t nk, const float* w, int64_t ldw, const float* bias, float* out,
                           int64_t ldo, bool accumulate, __mmask16 tail) {
   __m512 acc[R][NV];
+  if (accumulate) {
+    load_rows<R, NV>(acc, out, ldo, tail);
+  } else if (bias) {
+    load_rows<R, NV>(acc, bias, 0, tail);
+  } else {
 #pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
+    for (int r = 0; r < R; ++r)
 #pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-      acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(m, out + r * ldo + 16 * v)
-                  : bias     ? _mm512_maskz_loadu_ps(m, bias + 16 * v)
-                             : _mm512_setzero_ps();
-    }
+      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_setzero_ps();
+  }
   for (int i = 0; i < ntaps; ++i) {
     const float* s[R];
 #pragma GCC unroll 8
@@ -59,26 +99,11 @@ S2V_AVX512 void conv_tile(const float* const* src, int ntaps, int64_t kc, int64_
     const float* wi = w + (i * kc + k0) * ldw;
     for (int64_t k = 0; k < nk; ++k) {
       __m512 wv[NV];
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) {
-        const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-        wv[v] = _mm512_maskz_loadu_ps(m, wi + k * ldw + 16 * v);
-      }
-#pragma GCC unroll 8
-      for (int r = 0; r < R; ++r) {
-        const __m512 b = _mm512_set1_ps(s[r][k]);
-#pragma GCC unroll 4
-        for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(b, wv[v], acc[r][v]);
-      }
+      load_row<NV>(wv, wi + k * ldw, tail);
+      fma_rows<R, NV>(acc, wv, [&](int r) { return s[r][k]; });
     }
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-      _mm512_mask_storeu_ps(out + r * ldo + 16 * v, m, acc[r][v]);
-    }
+  store_rows<R, NV>(out, ldo, acc, tail);
 }
 
 // dw rows k0 + r (r < R), columns of one panel: += Σ_n src[n][k0 + r] · g[n].
@@ -86,35 +111,14 @@ template <int R, int NV>
 S2V_AVX512 void wgrad_tile(const float* const* src, int64_t k0, int64_t len, const float* g,
                            int64_t ldg, float* dw, int64_t ldw, __mmask16 tail) {
   __m512 acc[R][NV];
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-      acc[r][v] = _mm512_maskz_loadu_ps(m, dw + r * ldw + 16 * v);
-    }
+  load_rows<R, NV>(acc, dw, ldw, tail);
   for (int64_t n = 0; n < len; ++n) {
     __m512 gv[NV];
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-      gv[v] = _mm512_maskz_loadu_ps(m, g + n * ldg + 16 * v);
-    }
+    load_row<NV>(gv, g + n * ldg, tail);
     const float* s = src[n] + k0;
-#pragma GCC unroll 8
-    for (int r = 0; r < R; ++r) {
-      const __m512 b = _mm512_set1_ps(s[r]);
-#pragma GCC unroll 4
-      for (int v = 0; v < NV; ++v) acc[r][v] = _mm512_fmadd_ps(b, gv[v], acc[r][v]);
-    }
+    fma_rows<R, NV>(acc, gv, [&](int r) { return s[r]; });
   }
-#pragma GCC unroll 8
-  for (int r = 0; r < R; ++r)
-#pragma GCC unroll 4
-    for (int v = 0; v < NV; ++v) {
-      const __mmask16 m = v == NV - 1 ? tail : __mmask16(0xFFFF);
-      _mm512_mask_storeu_ps(dw + r * ldw + 16 * v, m, acc[r][v]);
-    }
+  store_rows<R, NV>(dw, ldw, acc, tail);
 }
 
 using ConvFn = void (*)(const float* const*, int, int64_t, int64_t, int64_t, const float*,

@@ -66,18 +66,14 @@ CASES = [
     pytest.param("dir", 32, 13, 11, 5, 1, 3, id="dir-c32-13x11-k5-t1-b3"),
     pytest.param("basic", 5, 13, 11, 5, 4, 1, id="basic-c5-13x11-k5-t4-b1"),
     pytest.param("basic", 32, 16, 16, 3, 1, 3, id="basic-c32-16x16-k3-t1-b3"),
-    # every pixel within k/2 of an edge: no shifted GEMMs, the gather path only
+    # every pixel within k/2 of an edge (on the per-tap GEMM path: gathers only)
     pytest.param("dir", 5, 4, 3, 5, 2, 2, id="dir-c5-4x3-k5-t2-b2"),
 ]
 
 
-@pytest.mark.parametrize("gates", ["saved", "recomputed"])
-@pytest.mark.parametrize("variant,C,H,W,k,T,B", CASES)
-def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B, gates, monkeypatch):
-    # The forward keeps its gates for the backward unless they exceed the budget;
-    # a zero budget forces the backward to recompute them.
-    if gates == "recomputed":
-        monkeypatch.setattr(vp_ops, "SAVED_GATES_MAX_BYTES", 0)
+def check_layer_against_eager(variant, C, H, W, k, T, B):
+    """Forward, returned states and every gradient of the cpu backend within
+    FP32_TOL of eager on random inputs."""
     directional = variant == "dir"
     weights, biases, blend_w, blend_b = make_layer(C, k, directional)
     C_hid = C if directional else C + 1
@@ -96,6 +92,16 @@ def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B, gates, mo
     assert len(g) == len(g_ref) == 2 + flows + 2 * len(weights) + (2 if directional else 0)
     for i, (a, b) in enumerate(zip(g, g_ref)):
         assert rel_err(a, b) < FP32_TOL, f"gradient of input {i}"
+
+
+@pytest.mark.parametrize("gates", ["saved", "recomputed"])
+@pytest.mark.parametrize("variant,C,H,W,k,T,B", CASES)
+def test_layer_forward_backward_match_eager(variant, C, H, W, k, T, B, gates, monkeypatch):
+    # The forward keeps its gates for the backward unless they exceed the budget;
+    # a zero budget forces the backward to recompute them.
+    if gates == "recomputed":
+        monkeypatch.setattr(vp_ops, "SAVED_GATES_MAX_BYTES", 0)
+    check_layer_against_eager(variant, C, H, W, k, T, B)
 
 
 TAP_CASES = [
@@ -121,23 +127,8 @@ def test_both_tap_paths_match_eager(variant, C, H, W, k, T, B, taps, monkeypatch
     it. Forward and every gradient against eager, for both."""
     if taps == "gemm":
         monkeypatch.setenv("S2V_VP_CPU_TAPS", "gemm")
-    directional = variant == "dir"
     torch.manual_seed(C * 1000 + H * 10 + k)
-    weights, biases, blend_w, blend_b = make_layer(C, k, directional)
-    C_hid = C if directional else C + 1
-    flows = 5 if directional else 1
-    x, xh = torch.randn(B, T, C, H, W), torch.randn(B, T, C, H, W)
-    state = [torch.randn(B, C_hid, H, W) * 0.5 for _ in range(flows)]
-    dy = torch.randn(B, T, C, H, W)
-    dstate = [torch.randn(B, C_hid, H, W) for _ in range(flows)]
-    args = (x, xh, state, weights, biases, blend_w, blend_b, dy, dstate)
-    y_ref, s_ref, g_ref = run_layer("eager", *args)
-    y, s, g = run_layer("cpu", *args)
-    assert rel_err(y, y_ref) < FP32_TOL
-    for a, b in zip(s, s_ref):
-        assert rel_err(a, b) < FP32_TOL
-    for i, (a, b) in enumerate(zip(g, g_ref)):
-        assert rel_err(a, b) < FP32_TOL, f"gradient of input {i}"
+    check_layer_against_eager(variant, C, H, W, k, T, B)
 
 
 def test_fused_taps_are_deterministic_across_thread_counts():
