@@ -78,6 +78,21 @@ def versions() -> dict[str, str | None]:
             "triton": triton_version, "cuda": torch.version.cuda, "s2v": s2v.__version__}
 
 
+# Environment variables that change which kernel path s2v._C takes.
+PATH_OVERRIDES = ("S2V_VP_CPU_TAPS", "S2V_DGRU_TEAM", "S2V_DGRU_CUDA_KERNEL")
+
+
+def extension_info() -> dict:
+    """How s2v._C was built and which paths it takes on this machine (e.g.
+    ``cpu_fused_taps``: the video predictor's AVX-512 tap loops), with any
+    environment override of them: the figures of a run depend on both."""
+    from s2v._extension import build_info
+
+    info = dict(build_info())
+    info["overrides"] = {k: os.environ[k] for k in PATH_OVERRIDES if k in os.environ}
+    return info
+
+
 def run_tests(paths: list[str]) -> dict[str, int]:
     """Run pytest on ``paths``; the counts go into the JSON, and a failure blocks claims.
 
@@ -102,8 +117,8 @@ def write_results(topic: str, benchmarks: list, tests: dict[str, int], device: s
     name = device_name(device)
     doc = {"device": name, "commit": commit(),
            "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-           "versions": versions(), "benchmarks": benchmarks, "kernels": kernels or [],
-           "tests": tests}
+           "versions": versions(), "extension": extension_info(), "benchmarks": benchmarks,
+           "kernels": kernels or [], "tests": tests}
     if extra:
         doc.update(extra)
     os.makedirs(out_dir, exist_ok=True)

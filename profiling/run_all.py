@@ -29,8 +29,8 @@ import tempfile
 
 import torch
 
-from profiling.common import (RESULTS_DIR, ROOT, commit, device_name, device_slug, out_dir,
-                              positive_int, versions)
+from profiling.common import (RESULTS_DIR, ROOT, commit, device_name, device_slug,
+                              extension_info, out_dir, positive_int, versions)
 
 BENCHES = ("bench_dilated_gru", "bench_video_predictor", "bench_product", "bench_media")
 
@@ -58,7 +58,8 @@ def main(argv=None) -> int:
     device = "cuda" if torch.cuda.is_available() else "cpu"
     merged = {"device": device_name(device), "commit": commit(),
               "date": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-              "versions": versions(), "benchmarks": [], "kernels": [],
+              "versions": versions(), "extension": extension_info(), "benchmarks": [],
+              "kernels": [],
               "tests": {"passed": 0, "failed": 0, "skipped": 0}, "peaks": {},
               "threads": args.threads, "quick": args.quick, "runs": {}}
     failed = False
