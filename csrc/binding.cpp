@@ -21,7 +21,7 @@
 // ---- dilated_gru (end) ----
 
 // ---- video_predictor (begin) ----
-#include "video_predictor/shifted_tap_gemm.h"
+#include "video_predictor/tap_conv_avx512.h"
 #include "video_predictor/video_predictor_torch.h"
 // ---- video_predictor (end) ----
 
@@ -58,7 +58,7 @@ pybind11::dict build_info() {
   info["torch_version"] = std::string(kTorchVersion);
   // Whether the video predictor's CPU kernels run their taps through the
   // AVX-512 register-blocked loops (else one library GEMM per tap).
-  info["cpu_fused_taps"] = video_predictor::shifted_tap_gemm_available();
+  info["cpu_fused_taps"] = video_predictor::tap_conv_avx512_available();
   return info;
 }
 

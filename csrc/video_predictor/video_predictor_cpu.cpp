@@ -11,7 +11,7 @@
 //   weight block, accumulated in place: no im2col copy (which cost as much as
 //   the GEMM itself: a 9-tap im2col block is 9× the operand). On CPUs with
 //   AVX-512 the taps of one convolution run as one register-blocked loop
-//   instead (shifted_tap_gemm.h: no per-tap operand packing, the output
+//   instead (tap_conv_avx512.h: no per-tap operand packing, the output
 //   written once, each pixel's edge handling in its source pointers, so no
 //   ring below except for the backward's transposed replicate convolutions;
 //   the forward+backward went from ~485 to ~405 ms at C 32, 64², T 16), and
@@ -46,7 +46,7 @@
 #include "buffer_pool.h"
 #include "poison.h"
 #include "cpu_clones.h"
-#include "video_predictor/shifted_tap_gemm.h"
+#include "video_predictor/tap_conv_avx512.h"
 
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
@@ -530,7 +530,7 @@ struct Engine {
   }
 
   // How tap_conv runs its taps: as one register-blocked pass
-  // (shifted_tap_gemm.h) where the CPU and element type allow, else one GEMM
+  // (tap_conv_avx512.h) where the CPU and element type allow, else one GEMM
   // per tap. The pass is exact (every pixel, edges included: no ring to
   // recompute) for a forward convolution and for a transposed one without
   // replicate padding (its adjoint is zero padding with the offsets negated);
@@ -593,7 +593,7 @@ struct Engine {
   // Whether the fused loops may run flow g: the CPU has them, they take its
   // tap count, and S2V_VP_CPU_TAPS does not ask for the GEMM path.
   static bool fused_taps_allowed(const FlowGeom& g) {
-    return shifted_tap_gemm_available() && g.taps.size() <= 64 && !off_by_env();
+    return tap_conv_avx512_available() && g.taps.size() <= 64 && !off_by_env();
   }
 
   // The taps' offsets, negated for a transposed convolution.

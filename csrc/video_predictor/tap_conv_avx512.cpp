@@ -1,4 +1,4 @@
-// Register-blocked tap convolutions; contract in shifted_tap_gemm.h.
+// Register-blocked tap convolutions; contract in tap_conv_avx512.h.
 //
 // Micro-tile: kRows output rows × up to 64 columns (4 zmm each) in 24
 // accumulators, 4 weight vectors and one broadcast: 29 of the 32 zmm
@@ -8,7 +8,7 @@
 // MKL GEMMs it replaces; profiling/results/NOTES.md). The extension is built
 // for baseline x86-64; the hot code here is compiled for AVX-512F through
 // function attributes and chosen at run time.
-#include "video_predictor/shifted_tap_gemm.h"
+#include "video_predictor/tap_conv_avx512.h"
 
 #include <ATen/Parallel.h>
 
@@ -218,7 +218,7 @@ class SourceRows {
 
 }  // namespace
 
-bool shifted_tap_gemm_available() {
+bool tap_conv_avx512_available() {
   static const bool ok = __builtin_cpu_supports("avx512f");
   return ok;
 }
@@ -226,7 +226,7 @@ bool shifted_tap_gemm_available() {
 bool tap_conv_f32(int64_t N, int64_t kc, int64_t O, const TapFrame& f, const int* dy,
                   const int* dx, int ntaps, const float* a, int64_t lda, const float* w,
                   int64_t ldw, const float* bias, float* out, int64_t ldo, bool accumulate) {
-  if (!shifted_tap_gemm_available() || ntaps > kMaxTaps || ntaps < 1) return false;
+  if (!tap_conv_avx512_available() || ntaps > kMaxTaps || ntaps < 1) return false;
   const std::vector<float> zeros(kc, 0.0f);
   const int64_t blocks = (N + kBlock - 1) / kBlock;
   // Input channels per pass: one pass's weights of one column panel (ntaps ·
@@ -268,7 +268,7 @@ bool tap_conv_f32(int64_t N, int64_t kc, int64_t O, const TapFrame& f, const int
 bool tap_conv_wgrad_f32(int64_t N, int64_t kc, int64_t O, const TapFrame& f, const int* dy,
                         const int* dx, int ntaps, const float* a, int64_t lda, const float* g,
                         int64_t ldg, float* dw, int64_t ldw) {
-  if (!shifted_tap_gemm_available() || ntaps > kMaxTaps || ntaps < 1) return false;
+  if (!tap_conv_avx512_available() || ntaps > kMaxTaps || ntaps < 1) return false;
   const std::vector<float> zeros(kc, 0.0f);
   // Work item: (tap, kRows input channels, one column panel), tap-major, each
   // owning its rows of dw, so the threads need no reduction and each sum runs
@@ -305,7 +305,7 @@ bool tap_conv_wgrad_f32(int64_t N, int64_t kc, int64_t O, const TapFrame& f, con
 
 #else
 
-bool shifted_tap_gemm_available() { return false; }
+bool tap_conv_avx512_available() { return false; }
 
 bool tap_conv_f32(int64_t, int64_t, int64_t, const TapFrame&, const int*, const int*, int,
                   const float*, int64_t, const float*, int64_t, const float*, float*, int64_t,

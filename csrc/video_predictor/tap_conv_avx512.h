@@ -20,7 +20,7 @@ namespace video_predictor {
 // Whether the functions below run on this CPU (they need AVX-512F); where
 // they do not they return false and leave their outputs alone, and the caller
 // uses its GEMM path.
-bool shifted_tap_gemm_available();
+bool tap_conv_avx512_available();
 
 // Where tap i of output pixel n reads: pixel n = (b·H + y)·W + x of a
 // row-major operand with lda floats per pixel.
