@@ -4,7 +4,7 @@
 // accumulators, 4 weight vectors and one broadcast: 29 of the 32 zmm
 // registers. Per input channel k: 4 weight loads, 6 broadcasts from the
 // operand, 24 FMAs, so the loop is FMA-bound while the weights come from L1
-// or L2 (211-221 GFLOP/s on 2 Zen 4 cores, against 167-194 for the per-tap
+// or L2 (211-221 GFLOP/s on a 2-core AMD EPYC, against 167-194 for the per-tap
 // MKL GEMMs it replaces; profiling/results/NOTES.md). The extension is built
 // for baseline x86-64; the hot code here is compiled for AVX-512F through
 // function attributes and chosen at run time.
