@@ -185,18 +185,6 @@ class SourceRows {
     }
   }
 
-  // src[i · stride] = row(i) for every tap i.
-  void rows(const float** src, int64_t stride) const {
-    const bool inside = !f_.exact || (y_ >= reach_y_ && y_ < f_.H - reach_y_ &&
-                                      x_ >= reach_x_ && x_ < f_.W - reach_x_);
-    if (inside) {
-      const float* p = a_ + n_ * lda_;
-      for (int i = 0; i < ntaps_; ++i) src[i * stride] = p + shift_[i];
-    } else {
-      for (int i = 0; i < ntaps_; ++i) src[i * stride] = row(i);
-    }
-  }
-
   void seek(int64_t n) {
     n_ = n;
     const int64_t HW = f_.H * f_.W;
@@ -206,8 +194,37 @@ class SourceRows {
     x_ = rem - y_ * f_.W;
   }
 
+  // src[i · stride] = row(i) for every tap i (one inside test for all taps).
+  void rows(const float** src, int64_t stride) const {
+    if (inside()) {
+      const float* p = a_ + n_ * lda_;
+      for (int i = 0; i < ntaps_; ++i) src[i * stride] = p + shift_[i];
+    } else {
+      for (int i = 0; i < ntaps_; ++i) src[i * stride] = clamped_row(i);
+    }
+  }
+
   const float* row(int i) const {
-    if (!f_.exact) return a_ + (n_ + dy_[i] * f_.W + dx_[i]) * lda_;
+    return inside() ? a_ + n_ * lda_ + shift_[i] : clamped_row(i);
+  }
+
+  void next() {
+    ++n_;
+    if (++x_ == f_.W) {
+      x_ = 0;
+      if (++y_ == f_.H) y_ = 0, ++b_;
+    }
+  }
+
+ private:
+  // A plain-shift frame, or a pixel whose taps all stay inside the frame.
+  bool inside() const {
+    return !f_.exact || (y_ >= reach_y_ && y_ < f_.H - reach_y_ && x_ >= reach_x_ &&
+                         x_ < f_.W - reach_x_);
+  }
+
+  // Tap i's source row by an exact frame's edge rules.
+  const float* clamped_row(int i) const {
     int64_t sy = y_ + dy_[i], sx = x_ + dx_[i];
     if (sy < 0 || sy >= f_.H) {
       if (!f_.clamp_rows) return zeros_;
@@ -220,15 +237,6 @@ class SourceRows {
     return a_ + ((b_ * f_.H + sy) * f_.W + sx) * lda_;
   }
 
-  void next() {
-    ++n_;
-    if (++x_ == f_.W) {
-      x_ = 0;
-      if (++y_ == f_.H) y_ = 0, ++b_;
-    }
-  }
-
- private:
   const TapFrame& f_;
   const int* dy_;
   const int* dx_;
